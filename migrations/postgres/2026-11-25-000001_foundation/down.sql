@@ -1,0 +1,10 @@
+DROP TABLE seed_state;
+DROP TABLE changes;
+DROP TABLE numbers;
+DROP TABLE outage_services;
+DROP TABLE outages;
+DROP TABLE organizations;
+DROP TABLE services;
+DROP TABLE postcodes;
+DROP TABLE communes;
+DROP TABLE departements;

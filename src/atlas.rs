@@ -1,0 +1,232 @@
+//! The reference geography of France, loaded once from storage: communes, municipal
+//! arrondissements, postcodes, départements, defence zones, and the service catalogue.
+//! It changes only when the reference data is reseeded.
+
+use std::collections::{BTreeSet, HashMap};
+
+use diesel::prelude::*;
+
+use crate::db::models::{CommuneRow, DepartementRow, PostcodeRow, ServiceRow};
+use crate::db::{schema, DbConnection};
+use crate::domain::{Geography, Territory};
+use crate::model::{Service, TerritoryRef};
+
+/// A commune or a municipal arrondissement (Paris, Lyon, Marseille).
+#[derive(Debug, Clone)]
+pub struct Commune {
+    pub insee: String,
+    pub name: String,
+    /// For an arrondissement, the commune it belongs to.
+    pub parent: Option<String>,
+    pub departement: String,
+    pub population: Option<i64>,
+    /// Centroid, longitude then latitude; missing for a few overseas communes.
+    pub centroid: Option<(f64, f64)>,
+}
+
+impl Commune {
+    pub fn is_arrondissement(&self) -> bool {
+        self.parent.is_some()
+    }
+}
+
+/// A département or overseas collectivité.
+#[derive(Debug, Clone)]
+pub struct Departement {
+    pub code: String,
+    pub name: String,
+    pub region_code: String,
+    pub region_name: String,
+    /// Zone de défense et de sécurité; none for Saint-Pierre-et-Miquelon and Clipperton.
+    pub zone: Option<String>,
+    /// metro, drom or com.
+    pub kind: String,
+    /// INSEE code of the chef-lieu.
+    pub chef_lieu: String,
+}
+
+/// The reference geography and catalogue.
+#[derive(Debug, Default)]
+pub struct Atlas {
+    communes: HashMap<String, Commune>,
+    departements: Vec<Departement>,
+    departement_index: HashMap<String, usize>,
+    zones: BTreeSet<String>,
+    /// Postcode to INSEE codes, communes and arrondissements alike, sorted.
+    postcodes: HashMap<String, Vec<String>>,
+    services: Vec<Service>,
+}
+
+impl Atlas {
+    /// Reads the reference data from storage.
+    pub fn load(conn: &mut DbConnection) -> QueryResult<Atlas> {
+        let departements: Vec<DepartementRow> = schema::departements::table
+            .select(DepartementRow::as_select())
+            .order(schema::departements::code)
+            .load(conn)?;
+        let communes: Vec<CommuneRow> =
+            schema::communes::table.select(CommuneRow::as_select()).load(conn)?;
+        let postcodes: Vec<PostcodeRow> =
+            schema::postcodes::table.select(PostcodeRow::as_select()).load(conn)?;
+        let services: Vec<ServiceRow> = schema::services::table
+            .select(ServiceRow::as_select())
+            .order(schema::services::position)
+            .load(conn)?;
+        Ok(Self::from_rows(departements, communes, postcodes, services))
+    }
+
+    pub fn from_rows(
+        departements: Vec<DepartementRow>,
+        communes: Vec<CommuneRow>,
+        postcodes: Vec<PostcodeRow>,
+        services: Vec<ServiceRow>,
+    ) -> Atlas {
+        let departements: Vec<Departement> = departements
+            .into_iter()
+            .map(|d| Departement {
+                code: d.code,
+                name: d.name,
+                region_code: d.region_code,
+                region_name: d.region_name,
+                zone: d.zone,
+                kind: d.kind,
+                chef_lieu: d.chef_lieu,
+            })
+            .collect();
+        let departement_index =
+            departements.iter().enumerate().map(|(i, d)| (d.code.clone(), i)).collect();
+        let zones = departements.iter().filter_map(|d| d.zone.clone()).collect();
+        let communes = communes
+            .into_iter()
+            .map(|c| {
+                let centroid = c.lon.zip(c.lat);
+                let commune = Commune {
+                    insee: c.insee.clone(),
+                    name: c.name,
+                    parent: c.parent_insee,
+                    departement: c.departement_code,
+                    population: c.population,
+                    centroid,
+                };
+                (c.insee, commune)
+            })
+            .collect();
+        let mut by_postcode: HashMap<String, Vec<String>> = HashMap::new();
+        for p in postcodes {
+            by_postcode.entry(p.postcode).or_default().push(p.insee);
+        }
+        for codes in by_postcode.values_mut() {
+            codes.sort();
+        }
+        let services = services
+            .into_iter()
+            .map(|s| Service { code: s.code, name: s.name, description: s.description })
+            .collect();
+        Atlas { communes, departements, departement_index, zones, postcodes: by_postcode, services }
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    pub fn service(&self, code: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.code == code)
+    }
+
+    pub fn departements(&self) -> &[Departement] {
+        &self.departements
+    }
+
+    pub fn departement(&self, code: &str) -> Option<&Departement> {
+        self.departement_index.get(code).map(|&i| &self.departements[i])
+    }
+
+    pub fn commune(&self, insee: &str) -> Option<&Commune> {
+        self.communes.get(insee)
+    }
+
+    pub fn communes(&self) -> impl Iterator<Item = &Commune> {
+        self.communes.values()
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &str> {
+        self.zones.iter().map(String::as_str)
+    }
+
+    /// The INSEE codes a postcode serves (communes and municipal arrondissements).
+    pub fn postcode(&self, postcode: &str) -> Option<&[String]> {
+        self.postcodes.get(postcode).map(Vec::as_slice)
+    }
+
+    pub fn postcode_count(&self) -> usize {
+        self.postcodes.len()
+    }
+
+    /// The territory with its name, if it exists in the reference data.
+    pub fn describe(&self, t: &Territory) -> Option<TerritoryRef> {
+        let name = match t {
+            Territory::National => "France".to_owned(),
+            Territory::Zone(z) => {
+                if !self.zones.contains(z) {
+                    return None;
+                }
+                format!("Zone de défense {z}")
+            }
+            Territory::Departement(d) => self.departement(d.as_str())?.name.clone(),
+            Territory::Commune(c) => self.commune(c.as_str())?.name.clone(),
+        };
+        Some(TerritoryRef { kind: t.kind(), code: t.code().to_owned(), name })
+    }
+
+    /// Like [`Atlas::describe`], for stored rows that were checked when written: a territory
+    /// that has since left the reference data keeps its code and gets its code as name.
+    pub fn describe_stored(&self, t: &Territory) -> TerritoryRef {
+        self.describe(t).unwrap_or_else(|| TerritoryRef {
+            kind: t.kind(),
+            code: t.code().to_owned(),
+            name: t.code().to_owned(),
+        })
+    }
+}
+
+impl Geography for Atlas {
+    fn ancestors(&self, t: &Territory) -> Vec<Territory> {
+        let departement_chain = |code: &str| -> Vec<Territory> {
+            let mut chain = Vec::with_capacity(3);
+            if let Some(d) = self.departement(code) {
+                if let Ok(t) = Territory::parse("departement", &d.code) {
+                    chain.push(t);
+                }
+                if let Some(zone) = &d.zone {
+                    chain.push(Territory::Zone(zone.clone()));
+                }
+            }
+            chain.push(Territory::National);
+            chain
+        };
+        match t {
+            Territory::National => Vec::new(),
+            Territory::Zone(_) => vec![Territory::National],
+            Territory::Departement(d) => {
+                let mut chain = departement_chain(d.as_str());
+                if self.departement(d.as_str()).is_some() {
+                    chain.remove(0);
+                }
+                chain
+            }
+            Territory::Commune(c) => match self.commune(c.as_str()) {
+                Some(commune) => {
+                    let mut chain = Vec::with_capacity(4);
+                    if let Some(parent) = &commune.parent {
+                        if let Ok(p) = Territory::parse("commune", parent) {
+                            chain.push(p);
+                        }
+                    }
+                    chain.extend(departement_chain(&commune.departement));
+                    chain
+                }
+                None => vec![Territory::National],
+            },
+        }
+    }
+}

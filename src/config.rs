@@ -1,0 +1,39 @@
+//! Settings, from command-line flags and environment variables (see `main.rs`).
+
+use std::path::{Path, PathBuf};
+
+/// The default bind address: loopback, so a fresh install is not exposed by accident.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Address to listen on, `HOST:PORT` (port 0 picks a free port).
+    pub bind: String,
+    /// Where the SQLite database and generated keys live.
+    pub data_dir: PathBuf,
+    /// Database connections per process.
+    pub pool_size: u32,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+impl Config {
+    /// The default database URL for a data directory.
+    pub fn default_database_url(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("relai.db").display())
+    }
+
+    /// A configuration with defaults for the given database (used by tests and tools).
+    pub fn for_database(database_url: &str, data_dir: &Path) -> Config {
+        Config {
+            database_url: database_url.to_owned(),
+            bind: "127.0.0.1:0".to_owned(),
+            data_dir: data_dir.to_owned(),
+            pool_size: 4,
+            workers: 2,
+        }
+    }
+}

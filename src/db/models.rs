@@ -1,0 +1,139 @@
+//! Rows as stored. Conversions to the public types live with those types.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = departements)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct DepartementRow {
+    pub code: String,
+    pub name: String,
+    pub region_code: String,
+    pub region_name: String,
+    pub zone: Option<String>,
+    pub kind: String,
+    pub chef_lieu: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = communes)]
+#[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
+pub struct CommuneRow {
+    pub insee: String,
+    pub name: String,
+    pub kind: String,
+    pub parent_insee: Option<String>,
+    pub departement_code: String,
+    pub population: Option<i64>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Queryable,
+    Selectable,
+    Insertable,
+    serde::Deserialize,
+)]
+#[diesel(table_name = postcodes)]
+#[serde(rename_all = "snake_case")]
+pub struct PostcodeRow {
+    pub postcode: String,
+    #[serde(rename = "insee_code")]
+    pub insee: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = services)]
+pub struct ServiceRow {
+    pub code: String,
+    pub name: String,
+    pub description: String,
+    pub position: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct OrganizationRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub is_demo: i32,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = outages)]
+pub struct OutageRow {
+    pub id: String,
+    pub territory_kind: String,
+    pub territory_code: String,
+    pub description: String,
+    pub status: String,
+    pub declared_at: NaiveDateTime,
+    pub resolved_at: Option<NaiveDateTime>,
+    pub declared_by: String,
+    pub is_demo: i32,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = outage_services)]
+pub struct OutageServiceRow {
+    pub outage_id: String,
+    pub service_code: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = numbers)]
+pub struct NumberRow {
+    pub id: String,
+    pub service_code: String,
+    pub territory_kind: String,
+    pub territory_code: String,
+    pub phone_e164: String,
+    pub label: String,
+    pub status: String,
+    pub provenance_kind: String,
+    pub organization_id: Option<String>,
+    pub source_url: Option<String>,
+    pub verified_by: Option<String>,
+    pub outage_id: Option<String>,
+    pub valid_from: NaiveDateTime,
+    pub valid_until: Option<NaiveDateTime>,
+    pub published_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+    pub retired_at: Option<NaiveDateTime>,
+    pub retire_reason: Option<String>,
+    pub is_demo: i32,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = changes)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub at: NaiveDateTime,
+    pub kind: String,
+    pub entity_id: String,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = changes)]
+pub struct NewChange<'a> {
+    pub at: NaiveDateTime,
+    pub kind: &'a str,
+    pub entity_id: &'a str,
+    pub payload: &'a str,
+}

@@ -1,0 +1,10 @@
+//! Domain types that validate on construction ("parse, don't validate"): once a value of
+//! one of these types exists, it is well-formed, so the rest of the code never re-checks it.
+
+mod codes;
+mod phone;
+mod territory;
+
+pub use codes::{CodeError, DepartementCode, InseeCode, Postcode, ServiceCode};
+pub use phone::{PhoneError, PhoneNumber};
+pub use territory::{Geography, Scope, ScopeError, Territory, TerritoryError, TerritoryKind, NATIONAL_CODE};

@@ -1,0 +1,74 @@
+//! HTTP helpers shared by the public read handlers: content negotiation, ETag and 304,
+//! `Cache-Control`.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// How long shared caches and browsers may reuse a public answer: short, because a
+/// number can change at any moment in a crisis.
+pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=10";
+
+/// A strong validator derived from the exact bytes of the body.
+pub fn etag_for(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
+/// Whether `If-None-Match` names this ETag (or `*`).
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// A public, cacheable answer with its ETag, or 304 when the client has it already.
+pub fn cached(req: &HttpRequest, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
+    let etag = etag_for(&body);
+    let mut builder = if not_modified(req, &etag) {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    builder
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept, Accept-Encoding")));
+    if builder.finish().status() == actix_web::http::StatusCode::NOT_MODIFIED {
+        let mut r = HttpResponse::NotModified();
+        r.insert_header((header::ETAG, etag.as_str()))
+            .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL));
+        return r.finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept, Accept-Encoding")))
+        .content_type(content_type)
+        .body(body)
+}
+
+/// A public JSON answer with its ETag.
+pub fn cached_json<T: Serialize>(req: &HttpRequest, value: &T) -> Result<HttpResponse, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(cached(req, "application/json", body))
+}
+
+/// Whether the client asked for plain text rather than JSON.
+pub fn prefers_text(req: &HttpRequest) -> bool {
+    let Some(accept) = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let position = |needle: &str| accept.find(needle);
+    match (position("text/plain"), position("application/json")) {
+        (Some(_), None) => true,
+        (Some(text), Some(json)) => text < json,
+        _ => false,
+    }
+}

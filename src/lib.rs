@@ -1,0 +1,21 @@
+//! Relai: substitute emergency numbers for France when the short numbers fail.
+//!
+//! Writes go through one path (`store`, driven by `state::AppState::write`), public reads
+//! are answered from an in-memory snapshot (`directory`), and every write appends to an
+//! ordered changes log.
+
+pub mod atlas;
+pub mod config;
+pub mod db;
+pub mod directory;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod lookup;
+pub mod model;
+pub mod openapi;
+pub mod routes;
+pub mod seed;
+pub mod startup;
+pub mod state;
+pub mod store;

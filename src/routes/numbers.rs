@@ -1,0 +1,156 @@
+//! The public number list and detail.
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::directory::NumberFilter;
+use crate::domain::{DepartementCode, ServiceCode, TerritoryKind};
+use crate::error::{ApiError, Problem};
+use crate::http::cached_json;
+use crate::model::Number;
+use crate::state::AppState;
+
+/// Default and largest page sizes of lists.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Filters and paging of `GET /v1/numbers`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NumberQuery {
+    /// Only this service.
+    #[param(example = "18")]
+    pub service: Option<String>,
+    /// Only numbers of this département and of its communes.
+    #[param(example = "33")]
+    pub departement: Option<String>,
+    /// Only numbers of territories of this kind.
+    pub territory_kind: Option<String>,
+    /// Only numbers of the territory with this code (with `territory_kind`, one territory).
+    pub territory_code: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of numbers.
+#[derive(Serialize, ToSchema)]
+pub struct NumberPage {
+    /// Published numbers in force, oldest publication first.
+    #[schema(value_type = Vec<Number>)]
+    pub items: Vec<Arc<Number>>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_param("limit", format!("an integer from 1 to {MAX_LIMIT}"))),
+        },
+    }
+}
+
+fn encode_cursor(id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+        .ok_or_else(|| ApiError::bad_param("cursor", "not a cursor returned by this API"))
+}
+
+impl NumberQuery {
+    fn filter(&self) -> Result<NumberFilter, ApiError> {
+        Ok(NumberFilter {
+            service: self
+                .service
+                .as_deref()
+                .map(|s| ServiceCode::parse(s).map(|c| c.as_str().to_owned()))
+                .transpose()
+                .map_err(|e| ApiError::bad_param("service", e.to_string()))?,
+            departement: self
+                .departement
+                .as_deref()
+                .map(|d| DepartementCode::parse(d).map(|c| c.as_str().to_owned()))
+                .transpose()
+                .map_err(|e| ApiError::bad_param("departement", e.to_string()))?,
+            territory_kind: self
+                .territory_kind
+                .as_deref()
+                .map(TerritoryKind::parse)
+                .transpose()
+                .map_err(|e| ApiError::bad_param("territory_kind", e.to_string()))?,
+            territory_code: self.territory_code.clone(),
+        })
+    }
+}
+
+/// List the numbers in force
+///
+/// Published numbers in force, with filters, paged by cursor.
+#[utoipa::path(
+    tag = "numbers",
+    params(NumberQuery),
+    responses(
+        (status = 200, description = "A page of numbers", body = NumberPage),
+        (status = 400, description = "Malformed filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/numbers")]
+pub async fn list_numbers(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<NumberQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = query.filter()?;
+    let limit = parse_limit(query.limit.as_deref())?;
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let dir = state.directory();
+    let now = crate::store::now();
+    let mut items: Vec<Arc<Number>> = dir
+        .filter_in_force(&filter, now)
+        .filter(|n| after.as_ref().is_none_or(|a| n.id.as_str() > a.as_str()))
+        .take(limit + 1)
+        .cloned()
+        .collect();
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|n| encode_cursor(&n.id))
+    } else {
+        None
+    };
+    cached_json(&req, &NumberPage { items, next_cursor })
+}
+
+/// Get a number
+///
+/// One number, published or retired (pending and rejected submissions are not public).
+#[utoipa::path(
+    tag = "numbers",
+    params(("id" = String, Path, description = "Number id")),
+    responses(
+        (status = 200, description = "The number; its ETag is its version", body = Number),
+        (status = 404, description = "Unknown number", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/numbers/{id}")]
+pub async fn get_number(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let dir = state.directory();
+    let number = dir.number(&path).ok_or_else(|| ApiError::NotFound(format!("unknown number {}", path.as_str())))?;
+    cached_json(&req, number.as_ref())
+}

@@ -1,0 +1,130 @@
+//! Building the service: storage, reference data, snapshot, HTTP server on a listener.
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::{header, Method};
+use actix_web::{error, middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::db::{self, DatabaseUrl, DbPool};
+use crate::error::{problem_response, ApiError};
+use crate::openapi::ApiDoc;
+use crate::seed::{self, Reference, SeedOutcome};
+use crate::state::AppState;
+
+/// Opens storage, runs the migrations and seeds an empty database with the reference data.
+pub fn prepare_database(config: &Config) -> anyhow::Result<DbPool> {
+    let url = DatabaseUrl::parse(&config.database_url)?;
+    if let Some(path) = url.sqlite_path() {
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    let pool = db::pool(&url, config.pool_size)?;
+    let mut conn = pool.get().context("connecting to the database")?;
+    db::run_migrations(&mut conn)?;
+    if !seed::is_seeded(&mut conn)? {
+        let started = std::time::Instant::now();
+        let outcome = seed::seed_reference(&mut conn, &Reference::embedded()?, false, crate::store::now())?;
+        tracing::info!(?outcome, elapsed_ms = started.elapsed().as_millis() as u64, "reference data loaded");
+        debug_assert_eq!(outcome, SeedOutcome::Seeded);
+    }
+    Ok(pool)
+}
+
+/// A running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Prepares storage and binds `config.bind` (port 0 picks a free port).
+    pub fn build(config: &Config) -> anyhow::Result<Application> {
+        let pool = prepare_database(config)?;
+        let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+        Self::build_with(config, pool, listener)
+    }
+
+    pub fn build_with(config: &Config, pool: DbPool, listener: TcpListener) -> anyhow::Result<Application> {
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState::load(pool)?);
+        let server_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            let (app, api) = App::new()
+                .into_utoipa_app()
+                .openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+                .app_data(server_state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| bad_input(e.to_string())))
+                .app_data(web::PathConfig::default().error_handler(|e, _| bad_input(e.to_string())))
+                .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(|e, _| bad_input(e.to_string())))
+                .configure(crate::routes::configure)
+                .split_for_parts();
+            app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+                .route("/docs", web::get().to(|| async {
+                    HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
+                }))
+                .default_service(web::to(not_found))
+                .wrap(cors())
+                .wrap(middleware::Compress::default())
+                .wrap(security_headers())
+        })
+        .listen(listener)?;
+        if config.workers > 0 {
+            server = server.workers(config.workers);
+        }
+        Ok(Application { port, server: server.run(), state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// The server future, for tests that spawn it.
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+fn bad_input(detail: String) -> error::Error {
+    ApiError::bad_request(detail).into()
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let err = if req.method() == Method::GET || req.method() == Method::HEAD {
+        ApiError::NotFound(format!("no resource at {}", req.path()))
+    } else {
+        ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
+    };
+    problem_response(&err.problem())
+}
+
+fn cors() -> Cors {
+    Cors::default()
+        .allow_any_origin()
+        .allowed_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_any_header()
+        .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
+        .max_age(3600)
+}
+
+fn security_headers() -> middleware::DefaultHeaders {
+    middleware::DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::X_FRAME_OPTIONS, "SAMEORIGIN"))
+}

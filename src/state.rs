@@ -1,0 +1,93 @@
+//! The shared state of a running service: the database pool and the directory snapshot,
+//! and the one write path that keeps them in step.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use diesel::QueryResult;
+
+use crate::atlas::Atlas;
+use crate::db::{DbConnection, DbPool};
+use crate::directory::Directory;
+use crate::error::ApiError;
+use crate::store::{self, StoreError};
+
+/// Shared by every request handler.
+pub struct AppState {
+    db: DbPool,
+    atlas: Arc<Atlas>,
+    directory: ArcSwap<Directory>,
+    /// Serializes writes in this process, so that snapshots are refreshed in commit order
+    /// and SQLite never sees two writers upgrade their locks at once.
+    write_lock: Mutex<()>,
+}
+
+impl AppState {
+    /// Builds the state, reading the reference data and the first snapshot from storage.
+    pub fn load(db: DbPool) -> Result<AppState, crate::db::DbError> {
+        let mut conn = db.get()?;
+        let atlas = Arc::new(Atlas::load(&mut conn)?);
+        let directory = store::load_directory(&mut conn, atlas.clone())?;
+        drop(conn);
+        Ok(AppState { db, atlas, directory: ArcSwap::from_pointee(directory), write_lock: Mutex::new(()) })
+    }
+
+    /// The current snapshot. Cheap: an atomic load.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.load_full()
+    }
+
+    pub fn atlas(&self) -> &Arc<Atlas> {
+        &self.atlas
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.db
+    }
+
+    /// Rebuilds the snapshot from storage and swaps it in.
+    fn refresh(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        let fresh = store::load_directory(conn, self.atlas.clone())?;
+        self.directory.store(Arc::new(fresh));
+        Ok(())
+    }
+
+    /// Runs one write (one transaction, see `store.rs`), then refreshes the snapshot, so a
+    /// write answered 2xx is visible to the next read. Blocking: call from a blocking
+    /// context (the command line, tests) or through [`AppState::write`].
+    pub fn write_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection, &Atlas) -> Result<T, StoreError>,
+    ) -> Result<T, ApiError> {
+        // A panic in another writer poisons the lock but leaves nothing half-written
+        // (transactions roll back), so the lock is still good to take.
+        let _guard = self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut conn = self
+            .db
+            .get()
+            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
+        let value = f(&mut conn, &self.atlas)?;
+        if let Err(e) = self.refresh(&mut conn) {
+            // The write is committed; the snapshot catches up on the next refresh.
+            tracing::error!(error = %e, "snapshot refresh after a write failed");
+        }
+        Ok(value)
+    }
+
+    /// [`AppState::write_blocking`] on the blocking thread pool.
+    pub async fn write<T, F>(self: Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, &Atlas) -> Result<T, StoreError> + Send + 'static,
+    {
+        actix_web::web::block(move || self.write_blocking(f))
+            .await
+            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+    }
+
+    /// Whether storage answers now.
+    pub fn storage_ready(&self) -> bool {
+        use diesel::connection::SimpleConnection;
+        self.db.get().is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
+    }
+}

@@ -1,0 +1,574 @@
+//! The write path, as a library: each operation is one transaction that writes the change
+//! and appends it to the ordered `changes` log. Callers refresh the directory snapshot
+//! after the commit (see `state.rs`). Also loads what the snapshot is built from.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::atlas::Atlas;
+use crate::db::models::*;
+use crate::db::{schema, DbConnection};
+use crate::directory::Directory;
+use crate::domain::{Geography, PhoneNumber, ServiceCode, Territory};
+use crate::error::FieldError;
+use crate::model::{
+    Number, NumberStatus, OrganizationRef, Outage, OutageStatus, Phone, Provenance,
+};
+
+/// Why a write was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request has invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+impl StoreError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        StoreError::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+/// The change kinds of the `changes` log.
+pub mod change_kind {
+    pub const NUMBER_PUBLISHED: &str = "number.published";
+    pub const NUMBER_CORRECTED: &str = "number.corrected";
+    pub const NUMBER_RETIRED: &str = "number.retired";
+    pub const OUTAGE_DECLARED: &str = "outage.declared";
+    pub const OUTAGE_RESOLVED: &str = "outage.resolved";
+}
+
+/// The longest label and description accepted.
+pub const MAX_LABEL_CHARS: usize = 200;
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+/// Timestamps are kept to the microsecond, the precision both backends store.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn to_db(t: DateTime<Utc>) -> NaiveDateTime {
+    t.trunc_subsecs(6).naive_utc()
+}
+
+fn from_db(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Who a number comes from.
+#[derive(Debug, Clone)]
+pub enum NewProvenance {
+    /// Published by an authority: the organization's id.
+    Official { organization_id: String },
+}
+
+/// A number to publish.
+#[derive(Debug, Clone)]
+pub struct NewNumber {
+    pub service: ServiceCode,
+    pub territory: Territory,
+    pub phone: PhoneNumber,
+    pub label: String,
+    pub provenance: NewProvenance,
+    pub outage_id: Option<String>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub demo: bool,
+}
+
+/// An outage to declare.
+#[derive(Debug, Clone)]
+pub struct NewOutage {
+    pub services: Vec<ServiceCode>,
+    pub territory: Territory,
+    pub description: String,
+    pub declared_by: String,
+    /// When it began, if declared afterwards; now by default.
+    pub declared_at: Option<DateTime<Utc>>,
+    pub demo: bool,
+}
+
+fn check_text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if trimmed.chars().count() > max {
+        errors.push(FieldError::new(field, format!("at most {max} characters")));
+    } else if trimmed.chars().any(char::is_control) {
+        errors.push(FieldError::new(field, "must not contain control characters"));
+    }
+}
+
+fn check_service(atlas: &Atlas, service: &ServiceCode, field: &str, errors: &mut Vec<FieldError>) {
+    if atlas.service(service.as_str()).is_none() {
+        errors.push(FieldError::new(field, format!("unknown service {service}; see /v1/services")));
+    }
+}
+
+fn check_territory(atlas: &Atlas, t: &Territory, errors: &mut Vec<FieldError>) {
+    if atlas.describe(t).is_none() {
+        errors.push(FieldError::new(
+            "territory",
+            format!("no {} with code {:?} in the reference data", t.kind(), t.code()),
+        ));
+    }
+}
+
+fn organization(conn: &mut DbConnection, id: &str) -> Result<OrganizationRow, StoreError> {
+    schema::organizations::table
+        .find(id)
+        .select(OrganizationRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound { what: "organization", id: id.to_owned() })
+}
+
+fn append_change(
+    conn: &mut DbConnection,
+    at: DateTime<Utc>,
+    kind: &str,
+    entity_id: &str,
+    payload: &impl Serialize,
+) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(payload)
+        .map_err(|e| StoreError::Conflict(format!("cannot record the change: {e}")))?;
+    diesel::insert_into(schema::changes::table)
+        .values(NewChange { at: to_db(at), kind, entity_id, payload: &payload })
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Creates an organization (the authorities issue adds scopes and accounts).
+pub fn create_organization(
+    conn: &mut DbConnection,
+    name: &str,
+    kind: &str,
+    demo: bool,
+    now: DateTime<Utc>,
+) -> Result<OrganizationRow, StoreError> {
+    let mut errors = Vec::new();
+    check_text("name", name, MAX_LABEL_CHARS, &mut errors);
+    if !errors.is_empty() {
+        return Err(StoreError::Invalid(errors));
+    }
+    let row = OrganizationRow {
+        id: new_id(),
+        name: name.trim().to_owned(),
+        kind: kind.to_owned(),
+        is_demo: demo.into(),
+        created_at: to_db(now),
+    };
+    diesel::insert_into(schema::organizations::table).values(&row).execute(conn)?;
+    Ok(row)
+}
+
+/// Publishes a number: checks it against the reference data and the numbers in force,
+/// stores it and appends `number.published`, in one transaction.
+pub fn publish_number(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    new: NewNumber,
+    now: DateTime<Utc>,
+) -> Result<Number, StoreError> {
+    let mut errors = Vec::new();
+    check_service(atlas, &new.service, "service", &mut errors);
+    check_territory(atlas, &new.territory, &mut errors);
+    check_text("label", &new.label, MAX_LABEL_CHARS, &mut errors);
+    let valid_from = new.valid_from.map(|t| t.trunc_subsecs(6)).unwrap_or(now);
+    if let Some(until) = new.valid_until {
+        if until <= valid_from || until <= now {
+            errors.push(FieldError::new("valid_until", "must be in the future and after valid_from"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(StoreError::Invalid(errors));
+    }
+    conn.transaction(|conn| {
+        let NewProvenance::Official { organization_id } = &new.provenance;
+        let org = organization(conn, organization_id)?;
+        if let Some(outage_id) = &new.outage_id {
+            let outage = load_outage(conn, outage_id)
+                .map_err(|_| StoreError::invalid("outage_id", "no such outage"))?;
+            let outage_territory = Territory::from_parts(outage.0.territory_kind_parsed(), &outage.0.territory_code)
+                .map_err(|_| StoreError::invalid("outage_id", "no such outage"))?;
+            let covered = outage_territory == new.territory
+                || atlas.ancestors(&new.territory).contains(&outage_territory);
+            if outage.0.status != OutageStatus::Active.as_str()
+                || !outage.1.iter().any(|s| s == new.service.as_str())
+                || !covered
+            {
+                return Err(StoreError::invalid(
+                    "outage_id",
+                    "the outage must be active and cover this service and territory",
+                ));
+            }
+        }
+        let e164 = new.phone.e164();
+        let duplicate: i64 = schema::numbers::table
+            .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
+            .filter(schema::numbers::service_code.eq(new.service.as_str()))
+            .filter(schema::numbers::territory_kind.eq(new.territory.kind().as_str()))
+            .filter(schema::numbers::territory_code.eq(new.territory.code()))
+            .filter(schema::numbers::phone_e164.eq(e164))
+            .filter(
+                schema::numbers::valid_until
+                    .is_null()
+                    .or(schema::numbers::valid_until.gt(to_db(now))),
+            )
+            .count()
+            .get_result(conn)?;
+        if duplicate > 0 {
+            return Err(StoreError::Conflict(format!(
+                "{} is already in force for service {} in {}",
+                new.phone.display(),
+                new.service,
+                new.territory
+            )));
+        }
+        let row = NumberRow {
+            id: new_id(),
+            service_code: new.service.as_str().to_owned(),
+            territory_kind: new.territory.kind().as_str().to_owned(),
+            territory_code: new.territory.code().to_owned(),
+            phone_e164: e164.to_owned(),
+            label: new.label.trim().to_owned(),
+            status: NumberStatus::Published.as_str().to_owned(),
+            provenance_kind: "official".to_owned(),
+            organization_id: Some(org.id.clone()),
+            source_url: None,
+            verified_by: None,
+            outage_id: new.outage_id.clone(),
+            valid_from: to_db(valid_from),
+            valid_until: new.valid_until.map(to_db),
+            published_at: Some(to_db(now)),
+            updated_at: to_db(now),
+            retired_at: None,
+            retire_reason: None,
+            is_demo: new.demo.into(),
+            version: 1,
+        };
+        diesel::insert_into(schema::numbers::table).values(&row).execute(conn)?;
+        let orgs = HashMap::from([(org.id.clone(), org.name.clone())]);
+        let number = number_view(&row, atlas, &orgs)
+            .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
+        append_change(conn, now, change_kind::NUMBER_PUBLISHED, &number.id, &number)?;
+        Ok(number)
+    })
+}
+
+/// Retires a published number, with the reason, and appends `number.retired`.
+pub fn retire_number(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Number, StoreError> {
+    let mut errors = Vec::new();
+    check_text("reason", reason, MAX_TEXT_CHARS, &mut errors);
+    if !errors.is_empty() {
+        return Err(StoreError::Invalid(errors));
+    }
+    conn.transaction(|conn| {
+        let row = load_number_row(conn, id)?;
+        if row.status != NumberStatus::Published.as_str() {
+            return Err(StoreError::Conflict(format!("number {id} is {}, not published", row.status)));
+        }
+        let number = retire_row(conn, atlas, row, reason, now)?;
+        Ok(number)
+    })
+}
+
+fn retire_row(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    mut row: NumberRow,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Number, StoreError> {
+    use schema::numbers::dsl as n;
+    let updated = diesel::update(n::numbers.filter(n::id.eq(&row.id)).filter(n::version.eq(row.version)))
+        .set((
+            n::status.eq(NumberStatus::Retired.as_str()),
+            n::retired_at.eq(Some(to_db(now))),
+            n::retire_reason.eq(Some(reason.trim())),
+            n::updated_at.eq(to_db(now)),
+            n::version.eq(row.version + 1),
+        ))
+        .execute(conn)?;
+    if updated != 1 {
+        return Err(StoreError::Conflict(format!("number {} changed meanwhile", row.id)));
+    }
+    row.status = NumberStatus::Retired.as_str().to_owned();
+    row.retired_at = Some(to_db(now));
+    row.retire_reason = Some(reason.trim().to_owned());
+    row.updated_at = to_db(now);
+    row.version += 1;
+    let orgs = organization_names(conn)?;
+    let number = number_view(&row, atlas, &orgs)
+        .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
+    append_change(conn, now, change_kind::NUMBER_RETIRED, &number.id, &number)?;
+    Ok(number)
+}
+
+/// Declares an outage and appends `outage.declared`.
+pub fn declare_outage(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    new: NewOutage,
+    now: DateTime<Utc>,
+) -> Result<Outage, StoreError> {
+    let mut errors = Vec::new();
+    if new.services.is_empty() {
+        errors.push(FieldError::new("services", "name at least one service"));
+    }
+    for (i, s) in new.services.iter().enumerate() {
+        check_service(atlas, s, &format!("services[{i}]"), &mut errors);
+    }
+    check_territory(atlas, &new.territory, &mut errors);
+    check_text("description", &new.description, MAX_TEXT_CHARS, &mut errors);
+    let declared_at = new.declared_at.map(|t| t.trunc_subsecs(6)).unwrap_or(now);
+    if declared_at > now {
+        errors.push(FieldError::new("declared_at", "must not be in the future"));
+    }
+    if !errors.is_empty() {
+        return Err(StoreError::Invalid(errors));
+    }
+    let mut services: Vec<String> = new.services.iter().map(|s| s.as_str().to_owned()).collect();
+    services.sort_by_key(|s| atlas.services().iter().position(|c| c.code == *s));
+    services.dedup();
+    conn.transaction(|conn| {
+        let org = organization(conn, &new.declared_by)?;
+        let row = OutageRow {
+            id: new_id(),
+            territory_kind: new.territory.kind().as_str().to_owned(),
+            territory_code: new.territory.code().to_owned(),
+            description: new.description.trim().to_owned(),
+            status: OutageStatus::Active.as_str().to_owned(),
+            declared_at: to_db(declared_at),
+            resolved_at: None,
+            declared_by: org.id.clone(),
+            is_demo: new.demo.into(),
+            version: 1,
+        };
+        diesel::insert_into(schema::outages::table).values(&row).execute(conn)?;
+        let links: Vec<OutageServiceRow> = services
+            .iter()
+            .map(|s| OutageServiceRow { outage_id: row.id.clone(), service_code: s.clone() })
+            .collect();
+        for link in &links {
+            diesel::insert_into(schema::outage_services::table).values(link).execute(conn)?;
+        }
+        let orgs = HashMap::from([(org.id.clone(), org.name.clone())]);
+        let outage = outage_view(&row, services, atlas, &orgs);
+        append_change(conn, now, change_kind::OUTAGE_DECLARED, &outage.id, &outage)?;
+        Ok(outage)
+    })
+}
+
+/// Resolves an active outage: retires the numbers published for it, then appends
+/// `number.retired` for each and `outage.resolved`.
+pub fn resolve_outage(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(Outage, Vec<Number>), StoreError> {
+    conn.transaction(|conn| {
+        let (row, services) = load_outage(conn, id)?;
+        if row.status != OutageStatus::Active.as_str() {
+            return Err(StoreError::Conflict(format!("outage {id} is already resolved")));
+        }
+        let linked: Vec<NumberRow> = schema::numbers::table
+            .filter(schema::numbers::outage_id.eq(id))
+            .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
+            .select(NumberRow::as_select())
+            .order(schema::numbers::id)
+            .load(conn)?;
+        let mut retired = Vec::with_capacity(linked.len());
+        for number in linked {
+            retired.push(retire_row(conn, atlas, number, "Fin de la panne : le numéro habituel fonctionne de nouveau.", now)?);
+        }
+        use schema::outages::dsl as o;
+        diesel::update(o::outages.filter(o::id.eq(id)))
+            .set((
+                o::status.eq(OutageStatus::Resolved.as_str()),
+                o::resolved_at.eq(Some(to_db(now))),
+                o::version.eq(row.version + 1),
+            ))
+            .execute(conn)?;
+        let mut row = row;
+        row.status = OutageStatus::Resolved.as_str().to_owned();
+        row.resolved_at = Some(to_db(now));
+        row.version += 1;
+        let orgs = organization_names(conn)?;
+        let outage = outage_view(&row, services, atlas, &orgs);
+        append_change(conn, now, change_kind::OUTAGE_RESOLVED, &outage.id, &outage)?;
+        Ok((outage, retired))
+    })
+}
+
+fn load_number_row(conn: &mut DbConnection, id: &str) -> Result<NumberRow, StoreError> {
+    schema::numbers::table
+        .find(id)
+        .select(NumberRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound { what: "number", id: id.to_owned() })
+}
+
+fn load_outage(conn: &mut DbConnection, id: &str) -> Result<(OutageRow, Vec<String>), StoreError> {
+    let row = schema::outages::table
+        .find(id)
+        .select(OutageRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound { what: "outage", id: id.to_owned() })?;
+    let services = schema::outage_services::table
+        .filter(schema::outage_services::outage_id.eq(id))
+        .select(schema::outage_services::service_code)
+        .load(conn)?;
+    Ok((row, services))
+}
+
+impl OutageRow {
+    fn territory_kind_parsed(&self) -> crate::domain::TerritoryKind {
+        crate::domain::TerritoryKind::parse(&self.territory_kind)
+            .unwrap_or(crate::domain::TerritoryKind::National)
+    }
+}
+
+fn organization_names(conn: &mut DbConnection) -> QueryResult<HashMap<String, String>> {
+    let rows: Vec<(String, String)> = schema::organizations::table
+        .select((schema::organizations::id, schema::organizations::name))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+fn org_ref(id: &str, orgs: &HashMap<String, String>) -> OrganizationRef {
+    OrganizationRef { id: id.to_owned(), name: orgs.get(id).cloned().unwrap_or_default() }
+}
+
+/// The public view of a stored number; `None` if its stored fields no longer parse.
+pub fn number_view(row: &NumberRow, atlas: &Atlas, orgs: &HashMap<String, String>) -> Option<Number> {
+    let territory = Territory::parse(&row.territory_kind, &row.territory_code).ok()?;
+    let phone = PhoneNumber::parse(&row.phone_e164).ok()?;
+    let provenance = match (row.provenance_kind.as_str(), &row.source_url, &row.verified_by) {
+        ("relayed", Some(url), Some(by)) => {
+            Provenance::Relayed { source_url: url.clone(), verified_by: org_ref(by, orgs) }
+        }
+        _ => Provenance::Official {
+            organization: org_ref(row.organization_id.as_deref().unwrap_or_default(), orgs),
+        },
+    };
+    Some(Number {
+        id: row.id.clone(),
+        service: row.service_code.clone(),
+        territory: atlas.describe_stored(&territory),
+        phone: Phone::from(&phone),
+        label: row.label.clone(),
+        status: NumberStatus::parse(&row.status)?,
+        provenance,
+        outage_id: row.outage_id.clone(),
+        valid_from: from_db(row.valid_from),
+        valid_until: row.valid_until.map(from_db),
+        published_at: row.published_at.map(from_db),
+        updated_at: from_db(row.updated_at),
+        retired_at: row.retired_at.map(from_db),
+        retire_reason: row.retire_reason.clone(),
+        version: row.version,
+        demo: row.is_demo != 0,
+    })
+}
+
+fn outage_view(
+    row: &OutageRow,
+    services: Vec<String>,
+    atlas: &Atlas,
+    orgs: &HashMap<String, String>,
+) -> Outage {
+    let territory = Territory::from_parts(row.territory_kind_parsed(), &row.territory_code)
+        .map(|t| atlas.describe_stored(&t))
+        .unwrap_or_else(|_| crate::model::TerritoryRef {
+            kind: row.territory_kind_parsed(),
+            code: row.territory_code.clone(),
+            name: row.territory_code.clone(),
+        });
+    Outage {
+        id: row.id.clone(),
+        services,
+        territory,
+        description: row.description.clone(),
+        status: if row.status == OutageStatus::Active.as_str() {
+            OutageStatus::Active
+        } else {
+            OutageStatus::Resolved
+        },
+        declared_at: from_db(row.declared_at),
+        resolved_at: row.resolved_at.map(from_db),
+        declared_by: org_ref(&row.declared_by, orgs),
+        version: row.version,
+        demo: row.is_demo != 0,
+    }
+}
+
+/// The last sequence number of the changes log (0 when empty).
+pub fn last_change_seq(conn: &mut DbConnection) -> QueryResult<i64> {
+    use diesel::dsl::max;
+    Ok(schema::changes::table.select(max(schema::changes::seq)).first::<Option<i64>>(conn)?.unwrap_or(0))
+}
+
+/// Reads everything the public snapshot holds and builds it.
+pub fn load_directory(conn: &mut DbConnection, atlas: Arc<Atlas>) -> QueryResult<Directory> {
+    conn.transaction(|conn| {
+        let seq = last_change_seq(conn)?;
+        let orgs = organization_names(conn)?;
+        let rows: Vec<NumberRow> = schema::numbers::table
+            .filter(schema::numbers::status.eq_any([
+                NumberStatus::Published.as_str(),
+                NumberStatus::Retired.as_str(),
+            ]))
+            .select(NumberRow::as_select())
+            .load(conn)?;
+        let numbers = rows
+            .iter()
+            .filter_map(|row| {
+                let view = number_view(row, &atlas, &orgs);
+                if view.is_none() {
+                    tracing::error!(id = %row.id, "stored number no longer parses; left out of the directory");
+                }
+                view
+            })
+            .collect();
+        let outage_rows: Vec<OutageRow> =
+            schema::outages::table.select(OutageRow::as_select()).load(conn)?;
+        let links: Vec<OutageServiceRow> =
+            schema::outage_services::table.select(OutageServiceRow::as_select()).load(conn)?;
+        let mut services_of: HashMap<String, Vec<String>> = HashMap::new();
+        for link in links {
+            services_of.entry(link.outage_id).or_default().push(link.service_code);
+        }
+        let outages = outage_rows
+            .iter()
+            .map(|row| {
+                let mut services = services_of.remove(&row.id).unwrap_or_default();
+                services.sort_by_key(|s| atlas.services().iter().position(|c| c.code == *s));
+                outage_view(row, services, &atlas, &orgs)
+            })
+            .collect();
+        Ok(Directory::build(atlas.clone(), numbers, outages, seq, now()))
+    })
+}
