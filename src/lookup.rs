@@ -24,8 +24,10 @@ pub enum ServiceStatus {
 /// A département, by code and name.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DepartementRef {
+    /// Its code: "33", "2A", "971".
     #[schema(example = "33")]
     pub code: String,
+    /// Its name.
     #[schema(example = "Gironde")]
     pub name: String,
 }
@@ -36,6 +38,7 @@ pub struct ArrondissementRef {
     /// Its INSEE code.
     #[schema(example = "75116")]
     pub insee: String,
+    /// Its name.
     #[schema(example = "Paris 16e Arrondissement")]
     pub name: String,
 }
@@ -66,8 +69,10 @@ pub struct LookupCommune {
     /// INSEE code of the commune.
     #[schema(example = "33063")]
     pub insee: String,
+    /// Name of the commune.
     #[schema(example = "Bordeaux")]
     pub name: String,
+    /// Its département (never derived from the postcode).
     pub departement: DepartementRef,
     /// For Paris, Lyon and Marseille: the arrondissement the postcode or code names.
     #[serde(skip_serializing_if = "Option::is_none")]

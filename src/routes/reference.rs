@@ -34,11 +34,13 @@ pub struct DepartementInfo {
     /// Its code: "33", "2A", "971".
     #[schema(example = "33")]
     pub code: String,
+    /// Its name.
     #[schema(example = "Gironde")]
     pub name: String,
     /// INSEE code of its région (collectivités have their own code).
     #[schema(example = "75")]
     pub region_code: String,
+    /// Name of its région.
     #[schema(example = "Nouvelle-Aquitaine")]
     pub region_name: String,
     /// Zone de défense et de sécurité (a territory of kind `zone`); none for
@@ -89,6 +91,7 @@ pub struct PostcodeCommune {
     /// INSEE code of the commune.
     #[schema(example = "33063")]
     pub insee: String,
+    /// Name of the commune.
     #[schema(example = "Bordeaux")]
     pub name: String,
     /// Its département (not derivable from the postcode: 05110 serves communes of 04 and 05).
@@ -98,6 +101,7 @@ pub struct PostcodeCommune {
 /// The communes of a postcode.
 #[derive(Serialize, ToSchema)]
 pub struct PostcodeInfo {
+    /// The postcode asked for.
     #[schema(example = "33000")]
     pub postcode: String,
     /// The communes it serves, by INSEE code.

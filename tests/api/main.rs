@@ -1,0 +1,11 @@
+//! The API test suite: one binary, every test on SQLite and, when
+//! `RELAI_TEST_POSTGRES_URL` is set, on PostgreSQL.
+
+mod helpers;
+
+mod conventions;
+mod lookup;
+mod numbers;
+mod openapi;
+mod reference;
+mod seeding;
