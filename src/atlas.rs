@@ -64,10 +64,12 @@ impl Atlas {
             .select(DepartementRow::as_select())
             .order(schema::departements::code)
             .load(conn)?;
-        let communes: Vec<CommuneRow> =
-            schema::communes::table.select(CommuneRow::as_select()).load(conn)?;
-        let postcodes: Vec<PostcodeRow> =
-            schema::postcodes::table.select(PostcodeRow::as_select()).load(conn)?;
+        let communes: Vec<CommuneRow> = schema::communes::table
+            .select(CommuneRow::as_select())
+            .load(conn)?;
+        let postcodes: Vec<PostcodeRow> = schema::postcodes::table
+            .select(PostcodeRow::as_select())
+            .load(conn)?;
         let services: Vec<ServiceRow> = schema::services::table
             .select(ServiceRow::as_select())
             .order(schema::services::position)
@@ -93,8 +95,11 @@ impl Atlas {
                 chef_lieu: d.chef_lieu,
             })
             .collect();
-        let departement_index =
-            departements.iter().enumerate().map(|(i, d)| (d.code.clone(), i)).collect();
+        let departement_index = departements
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.code.clone(), i))
+            .collect();
         let zones = departements.iter().filter_map(|d| d.zone.clone()).collect();
         let communes = communes
             .into_iter()
@@ -120,9 +125,20 @@ impl Atlas {
         }
         let services = services
             .into_iter()
-            .map(|s| Service { code: s.code, name: s.name, description: s.description })
+            .map(|s| Service {
+                code: s.code,
+                name: s.name,
+                description: s.description,
+            })
             .collect();
-        Atlas { communes, departements, departement_index, zones, postcodes: by_postcode, services }
+        Atlas {
+            communes,
+            departements,
+            departement_index,
+            zones,
+            postcodes: by_postcode,
+            services,
+        }
     }
 
     pub fn services(&self) -> &[Service] {
@@ -138,7 +154,9 @@ impl Atlas {
     }
 
     pub fn departement(&self, code: &str) -> Option<&Departement> {
-        self.departement_index.get(code).map(|&i| &self.departements[i])
+        self.departement_index
+            .get(code)
+            .map(|&i| &self.departements[i])
     }
 
     pub fn commune(&self, insee: &str) -> Option<&Commune> {
@@ -175,7 +193,11 @@ impl Atlas {
             Territory::Departement(d) => self.departement(d.as_str())?.name.clone(),
             Territory::Commune(c) => self.commune(c.as_str())?.name.clone(),
         };
-        Some(TerritoryRef { kind: t.kind(), code: t.code().to_owned(), name })
+        Some(TerritoryRef {
+            kind: t.kind(),
+            code: t.code().to_owned(),
+            name,
+        })
     }
 
     /// Like [`Atlas::describe`], for stored rows that were checked when written: a territory

@@ -57,7 +57,10 @@ impl Directory {
             let n = Arc::new(n);
             if n.status == NumberStatus::Published {
                 if let Ok(t) = Territory::from_parts(n.territory.kind, &n.territory.code) {
-                    by_place.entry((n.service.clone(), t)).or_default().push(n.clone());
+                    by_place
+                        .entry((n.service.clone(), t))
+                        .or_default()
+                        .push(n.clone());
                 }
                 published.push(n.clone());
             }
@@ -78,7 +81,16 @@ impl Directory {
                     .map(|t| (t, o.clone()))
             })
             .collect();
-        Directory { atlas, numbers: by_id, published, by_place, outages, active, seq, built_at }
+        Directory {
+            atlas,
+            numbers: by_id,
+            published,
+            by_place,
+            outages,
+            active,
+            seq,
+            built_at,
+        }
     }
 
     pub fn atlas(&self) -> &Atlas {
@@ -116,10 +128,14 @@ impl Directory {
     pub fn place(&self, insee: &str) -> Option<Place<'_>> {
         let c = self.atlas.commune(insee)?;
         match &c.parent {
-            Some(parent) => {
-                Some(Place { commune: self.atlas.commune(parent)?, arrondissement: Some(c) })
-            }
-            None => Some(Place { commune: c, arrondissement: None }),
+            Some(parent) => Some(Place {
+                commune: self.atlas.commune(parent)?,
+                arrondissement: Some(c),
+            }),
+            None => Some(Place {
+                commune: c,
+                arrondissement: None,
+            }),
         }
     }
 
@@ -194,7 +210,9 @@ impl Directory {
         filter: &'a NumberFilter,
         now: DateTime<Utc>,
     ) -> impl Iterator<Item = &'a Arc<Number>> + 'a {
-        self.published.iter().filter(move |n| n.in_force(now) && filter.matches(n, &self.atlas))
+        self.published
+            .iter()
+            .filter(move |n| n.in_force(now) && filter.matches(n, &self.atlas))
     }
 }
 
@@ -216,15 +234,19 @@ impl NumberFilter {
         if self.territory_kind.is_some_and(|k| k != n.territory.kind) {
             return false;
         }
-        if self.territory_code.as_ref().is_some_and(|c| *c != n.territory.code) {
+        if self
+            .territory_code
+            .as_ref()
+            .is_some_and(|c| *c != n.territory.code)
+        {
             return false;
         }
         if let Some(dep) = &self.departement {
             let in_dep = match n.territory.kind {
                 TerritoryKind::Departement => n.territory.code == *dep,
-                TerritoryKind::Commune => {
-                    atlas.commune(&n.territory.code).is_some_and(|c| c.departement == *dep)
-                }
+                TerritoryKind::Commune => atlas
+                    .commune(&n.territory.code)
+                    .is_some_and(|c| c.departement == *dep),
                 TerritoryKind::Zone | TerritoryKind::National => false,
             };
             if !in_dep {

@@ -21,7 +21,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_owned(), message: message.into(), line: None }
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+            line: None,
+        }
     }
 }
 
@@ -47,7 +51,10 @@ pub struct Problem {
 pub enum ApiError {
     /// Malformed request or parameter (400).
     #[error("{detail}")]
-    BadRequest { detail: String, errors: Vec<FieldError> },
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// Unknown resource (404).
     #[error("{0}")]
     NotFound(String),
@@ -56,7 +63,10 @@ pub enum ApiError {
     Conflict(String),
     /// Well-formed but invalid (422).
     #[error("{detail}")]
-    Unprocessable { detail: String, errors: Vec<FieldError> },
+    Unprocessable {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// Storage cannot take writes now (503).
     #[error("{0}")]
     Unavailable(String),
@@ -75,7 +85,10 @@ impl ApiError {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        ApiError::BadRequest { detail: detail.into(), errors: Vec::new() }
+        ApiError::BadRequest {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
     fn slug(&self) -> &'static str {
@@ -92,11 +105,13 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let status = self.status_code();
         let (detail, errors) = match self {
-            ApiError::BadRequest { detail, errors } | ApiError::Unprocessable { detail, errors } => {
-                (detail.clone(), errors.clone())
-            }
+            ApiError::BadRequest { detail, errors }
+            | ApiError::Unprocessable { detail, errors } => (detail.clone(), errors.clone()),
             // Internal details stay in the log, not in the answer.
-            ApiError::Internal(_) => ("an unexpected error occurred; it has been logged".to_owned(), vec![]),
+            ApiError::Internal(_) => (
+                "an unexpected error occurred; it has been logged".to_owned(),
+                vec![],
+            ),
             other => (other.to_string(), vec![]),
         };
         Problem {
@@ -170,7 +185,8 @@ fn db_error(e: diesel::result::Error) -> ApiError {
         Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
             ApiError::Conflict(format!("already exists: {}", info.message()))
         }
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | Error::BrokenTransactionManager => {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | Error::BrokenTransactionManager => {
             ApiError::Unavailable("storage is unavailable; retry shortly".to_owned())
         }
         other => ApiError::Internal(other.to_string()),

@@ -39,7 +39,10 @@ pub fn cached(req: &HttpRequest, content_type: &'static str, body: Vec<u8>) -> H
     builder
         .insert_header((header::ETAG, etag.as_str()))
         .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
-        .insert_header((header::VARY, HeaderValue::from_static("Accept, Accept-Encoding")));
+        .insert_header((
+            header::VARY,
+            HeaderValue::from_static("Accept, Accept-Encoding"),
+        ));
     if builder.finish().status() == actix_web::http::StatusCode::NOT_MODIFIED {
         let mut r = HttpResponse::NotModified();
         r.insert_header((header::ETAG, etag.as_str()))
@@ -49,7 +52,10 @@ pub fn cached(req: &HttpRequest, content_type: &'static str, body: Vec<u8>) -> H
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
-        .insert_header((header::VARY, HeaderValue::from_static("Accept, Accept-Encoding")))
+        .insert_header((
+            header::VARY,
+            HeaderValue::from_static("Accept, Accept-Encoding"),
+        ))
         .content_type(content_type)
         .body(body)
 }
@@ -62,7 +68,11 @@ pub fn cached_json<T: Serialize>(req: &HttpRequest, value: &T) -> Result<HttpRes
 
 /// Whether the client asked for plain text rather than JSON.
 pub fn prefers_text(req: &HttpRequest) -> bool {
-    let Some(accept) = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+    let Some(accept) = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let position = |needle: &str| accept.find(needle);

@@ -113,12 +113,18 @@ fn commune_answer(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> Look
         .services()
         .iter()
         .map(|service| {
-            let outage_ids: Vec<String> =
-                dir.outages_covering(&service.code, &chain).map(|o| o.id.clone()).collect();
+            let outage_ids: Vec<String> = dir
+                .outages_covering(&service.code, &chain)
+                .map(|o| o.id.clone())
+                .collect();
             LookupService {
                 service: service.code.clone(),
                 name: service.name.clone(),
-                status: if outage_ids.is_empty() { ServiceStatus::Normal } else { ServiceStatus::Outage },
+                status: if outage_ids.is_empty() {
+                    ServiceStatus::Normal
+                } else {
+                    ServiceStatus::Outage
+                },
                 outage_ids,
                 numbers: dir.numbers_for(&service.code, &chain, now),
             }
@@ -130,11 +136,15 @@ fn commune_answer(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> Look
         name: c.name.clone(),
         departement: DepartementRef {
             code: c.departement.clone(),
-            name: atlas.departement(&c.departement).map(|d| d.name.clone()).unwrap_or_default(),
+            name: atlas
+                .departement(&c.departement)
+                .map(|d| d.name.clone())
+                .unwrap_or_default(),
         },
-        arrondissement: place
-            .arrondissement
-            .map(|a| ArrondissementRef { insee: a.insee.clone(), name: a.name.clone() }),
+        arrondissement: place.arrondissement.map(|a| ArrondissementRef {
+            insee: a.insee.clone(),
+            name: a.name.clone(),
+        }),
         services,
     }
 }
@@ -146,10 +156,15 @@ fn answer(
     insee: Option<String>,
     now: DateTime<Utc>,
 ) -> LookupResponse {
-    let communes: Vec<LookupCommune> = places.into_iter().map(|p| commune_answer(dir, p, now)).collect();
+    let communes: Vec<LookupCommune> = places
+        .into_iter()
+        .map(|p| commune_answer(dir, p, now))
+        .collect();
     let demo = communes.iter().flat_map(|c| &c.services).any(|s| {
         s.numbers.iter().any(|n| n.demo)
-            || s.outage_ids.iter().any(|id| dir.outages().iter().any(|o| o.id == *id && o.demo))
+            || s.outage_ids
+                .iter()
+                .any(|id| dir.outages().iter().any(|o| o.id == *id && o.demo))
     });
     LookupResponse {
         postcode,
@@ -184,9 +199,16 @@ pub fn to_text(answer: &LookupResponse) -> String {
             Some(a) => a.name.clone(),
             None => commune.name.clone(),
         };
-        let _ = writeln!(out, "{place} ({} - {})", commune.departement.name, commune.departement.code);
-        let failing: Vec<&LookupService> =
-            commune.services.iter().filter(|s| s.status == ServiceStatus::Outage).collect();
+        let _ = writeln!(
+            out,
+            "{place} ({} - {})",
+            commune.departement.name, commune.departement.code
+        );
+        let failing: Vec<&LookupService> = commune
+            .services
+            .iter()
+            .filter(|s| s.status == ServiceStatus::Outage)
+            .collect();
         if failing.is_empty() {
             let _ = writeln!(out, "Aucune panne connue : composez les numéros habituels.");
         }
@@ -204,8 +226,11 @@ pub fn to_text(answer: &LookupResponse) -> String {
                 };
                 let _ = writeln!(out, "{advice}");
             } else {
-                let numbers: Vec<String> =
-                    s.numbers.iter().map(|n| format!("{} ({})", n.phone.display, n.label)).collect();
+                let numbers: Vec<String> = s
+                    .numbers
+                    .iter()
+                    .map(|n| format!("{} ({})", n.phone.display, n.label))
+                    .collect();
                 let _ = writeln!(out, "appelez le {}.", numbers.join(" ou le "));
             }
         }
@@ -222,6 +247,10 @@ pub fn to_text(answer: &LookupResponse) -> String {
         }
         out.push('\n');
     }
-    let _ = write!(out, "Mis à jour le {} UTC.", answer.generated_at.format("%d/%m/%Y à %H:%M"));
+    let _ = write!(
+        out,
+        "Mis à jour le {} UTC.",
+        answer.generated_at.format("%d/%m/%Y à %H:%M")
+    );
     out
 }

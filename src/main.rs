@@ -75,7 +75,10 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RELAI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -93,29 +96,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             db::run_migrations(&mut conn)?;
             println!("migrations applied");
         }
-        Command::Seed { demo, clear_demo, force } => {
+        Command::Seed {
+            demo,
+            clear_demo,
+            force,
+        } => {
             let config = config(&cli, DEFAULT_BIND, 0);
             let pool = prepare_database(&config)?;
             {
                 let mut conn = pool.get().context("connecting to the database")?;
                 let started = std::time::Instant::now();
-                let outcome = seed::seed_reference(&mut conn, &Reference::embedded()?, *force, relai::store::now())?;
-                println!("reference data: {outcome:?} ({} ms)", started.elapsed().as_millis());
+                let outcome = seed::seed_reference(
+                    &mut conn,
+                    &Reference::embedded()?,
+                    *force,
+                    relai::store::now(),
+                )?;
+                println!(
+                    "reference data: {outcome:?} ({} ms)",
+                    started.elapsed().as_millis()
+                );
             }
             if *demo || *clear_demo {
                 let state = AppState::load(pool)?;
                 let now = relai::store::now();
                 let outcome = if *demo {
                     state.write_blocking(|conn, atlas| {
-                        seed::seed_demo(conn, atlas, now).map_err(|e| relai::store::StoreError::Conflict(e.to_string()))
+                        seed::seed_demo(conn, atlas, now)
+                            .map_err(|e| relai::store::StoreError::Conflict(e.to_string()))
                     })
                 } else {
                     state.write_blocking(|conn, atlas| {
-                        seed::clear_demo(conn, atlas, now).map_err(|e| relai::store::StoreError::Conflict(e.to_string()))
+                        seed::clear_demo(conn, atlas, now)
+                            .map_err(|e| relai::store::StoreError::Conflict(e.to_string()))
                     })
                 }
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-                println!("demo: {} outage(s), {} number(s)", outcome.outages, outcome.numbers);
+                println!(
+                    "demo: {} outage(s), {} number(s)",
+                    outcome.outages, outcome.numbers
+                );
             }
         }
         Command::Openapi => print!("{}", relai::openapi::spec_json()),

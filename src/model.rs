@@ -116,9 +116,14 @@ impl NumberStatus {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Published, Self::Rejected, Self::Retired]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::Pending,
+            Self::Published,
+            Self::Rejected,
+            Self::Retired,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

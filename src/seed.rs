@@ -34,7 +34,10 @@ pub enum SeedError {
 }
 
 fn data_err(file: &'static str) -> impl Fn(csv::Error) -> SeedError {
-    move |e| SeedError::Data { file, message: e.to_string() }
+    move |e| SeedError::Data {
+        file,
+        message: e.to_string(),
+    }
 }
 
 /// The reference data, parsed.
@@ -113,8 +116,12 @@ impl Reference {
                 lon: c.lon,
             })
             .collect();
-        let mut postcodes: BTreeSet<PostcodeRow> = read("postcodes.csv", POSTCODES)?.into_iter().collect();
-        postcodes.extend(read::<PostcodeRow>("postcodes_arrondissements.csv", POSTCODES_ARRONDISSEMENTS)?);
+        let mut postcodes: BTreeSet<PostcodeRow> =
+            read("postcodes.csv", POSTCODES)?.into_iter().collect();
+        postcodes.extend(read::<PostcodeRow>(
+            "postcodes_arrondissements.csv",
+            POSTCODES_ARRONDISSEMENTS,
+        )?);
         let services = read::<ServiceCsv>("services.csv", SERVICES)?
             .into_iter()
             .enumerate()
@@ -126,7 +133,13 @@ impl Reference {
             })
             .collect();
         let mut hasher = Sha256::new();
-        for part in [DEPARTEMENTS, COMMUNES, POSTCODES, POSTCODES_ARRONDISSEMENTS, SERVICES] {
+        for part in [
+            DEPARTEMENTS,
+            COMMUNES,
+            POSTCODES,
+            POSTCODES_ARRONDISSEMENTS,
+            SERVICES,
+        ] {
             hasher.update(part.as_bytes());
         }
         Ok(Reference {
@@ -183,13 +196,19 @@ pub fn seed_reference(
         // inside the transaction opened above.
         crate::with_backend!(conn, |c| {
             for chunk in reference.departements.chunks(BATCH) {
-                diesel::insert_into(schema::departements::table).values(chunk).execute(c)?;
+                diesel::insert_into(schema::departements::table)
+                    .values(chunk)
+                    .execute(c)?;
             }
             for chunk in reference.communes.chunks(BATCH / 2) {
-                diesel::insert_into(schema::communes::table).values(chunk).execute(c)?;
+                diesel::insert_into(schema::communes::table)
+                    .values(chunk)
+                    .execute(c)?;
             }
             for chunk in reference.postcodes.chunks(BATCH) {
-                diesel::insert_into(schema::postcodes::table).values(chunk).execute(c)?;
+                diesel::insert_into(schema::postcodes::table)
+                    .values(chunk)
+                    .execute(c)?;
             }
         });
         // Services are referenced by numbers: update in place, never delete.
@@ -198,7 +217,9 @@ pub fn seed_reference(
                 .set(service)
                 .execute(conn)?;
             if updated == 0 {
-                diesel::insert_into(schema::services::table).values(service).execute(conn)?;
+                diesel::insert_into(schema::services::table)
+                    .values(service)
+                    .execute(conn)?;
             }
         }
         diesel::delete(schema::seed_state::table).execute(conn)?;
@@ -209,7 +230,11 @@ pub fn seed_reference(
                 schema::seed_state::seeded_at.eq(now.naive_utc()),
             ))
             .execute(conn)?;
-        Ok(if current.is_some() { SeedOutcome::Updated } else { SeedOutcome::Seeded })
+        Ok(if current.is_some() {
+            SeedOutcome::Updated
+        } else {
+            SeedOutcome::Seeded
+        })
     })
 }
 
@@ -261,12 +286,19 @@ fn demo_organization(
 }
 
 fn demo_data_err(message: impl ToString) -> SeedError {
-    SeedError::Data { file: "demo", message: message.to_string() }
+    SeedError::Data {
+        file: "demo",
+        message: message.to_string(),
+    }
 }
 
 /// Loads the demo scenario through the write path; what is already there (an active demo
 /// outage, a demo number in force) is left as it is, so running it twice adds nothing.
-pub fn seed_demo(conn: &mut DbConnection, atlas: &Atlas, now: DateTime<Utc>) -> Result<DemoOutcome, SeedError> {
+pub fn seed_demo(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    now: DateTime<Utc>,
+) -> Result<DemoOutcome, SeedError> {
     let mut outcome = DemoOutcome::default();
     let active_demo_outage: Option<String> = schema::outages::table
         .filter(schema::outages::is_demo.eq(1))
@@ -281,7 +313,8 @@ pub fn seed_demo(conn: &mut DbConnection, atlas: &Atlas, now: DateTime<Utc>) -> 
                 .into_iter()
                 .next()
                 .ok_or_else(|| demo_data_err("no outage"))?;
-            let declared_by = demo_organization(conn, &row.organization, &row.organization_kind, now)?;
+            let declared_by =
+                demo_organization(conn, &row.organization, &row.organization_kind, now)?;
             let services = row
                 .services
                 .split_whitespace()
@@ -311,7 +344,8 @@ pub fn seed_demo(conn: &mut DbConnection, atlas: &Atlas, now: DateTime<Utc>) -> 
         .with_timezone(&Utc);
     for row in read::<DemoNumberCsv>("demo/2021-06-02-numbers.csv", DEMO_NUMBERS)? {
         let phone = PhoneNumber::parse(&row.phone).map_err(demo_data_err)?;
-        let territory = Territory::parse(&row.territory_kind, &row.territory_code).map_err(demo_data_err)?;
+        let territory =
+            Territory::parse(&row.territory_kind, &row.territory_code).map_err(demo_data_err)?;
         let already: i64 = schema::numbers::table
             .filter(schema::numbers::is_demo.eq(1))
             .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
@@ -322,7 +356,8 @@ pub fn seed_demo(conn: &mut DbConnection, atlas: &Atlas, now: DateTime<Utc>) -> 
         if already > 0 {
             continue;
         }
-        let organization_id = demo_organization(conn, &row.organization, &row.organization_kind, now)?;
+        let organization_id =
+            demo_organization(conn, &row.organization, &row.organization_kind, now)?;
         store::publish_number(
             conn,
             atlas,
@@ -346,7 +381,11 @@ pub fn seed_demo(conn: &mut DbConnection, atlas: &Atlas, now: DateTime<Utc>) -> 
 
 /// Ends the demonstration: resolves the demo outages (which retires their numbers) and
 /// retires any other demo number still published, through the write path.
-pub fn clear_demo(conn: &mut DbConnection, atlas: &Atlas, now: DateTime<Utc>) -> Result<DemoOutcome, SeedError> {
+pub fn clear_demo(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    now: DateTime<Utc>,
+) -> Result<DemoOutcome, SeedError> {
     let mut outcome = DemoOutcome::default();
     let outages: Vec<String> = schema::outages::table
         .filter(schema::outages::is_demo.eq(1))

@@ -21,7 +21,10 @@ use crate::state::AppState;
 pub fn prepare_database(config: &Config) -> anyhow::Result<DbPool> {
     let url = DatabaseUrl::parse(&config.database_url)?;
     if let Some(path) = url.sqlite_path() {
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
@@ -30,8 +33,17 @@ pub fn prepare_database(config: &Config) -> anyhow::Result<DbPool> {
     db::run_migrations(&mut conn)?;
     if !seed::is_seeded(&mut conn)? {
         let started = std::time::Instant::now();
-        let outcome = seed::seed_reference(&mut conn, &Reference::embedded()?, false, crate::store::now())?;
-        tracing::info!(?outcome, elapsed_ms = started.elapsed().as_millis() as u64, "reference data loaded");
+        let outcome = seed::seed_reference(
+            &mut conn,
+            &Reference::embedded()?,
+            false,
+            crate::store::now(),
+        )?;
+        tracing::info!(
+            ?outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reference data loaded"
+        );
         debug_assert_eq!(outcome, SeedOutcome::Seeded);
     }
     Ok(pool)
@@ -48,11 +60,16 @@ impl Application {
     /// Prepares storage and binds `config.bind` (port 0 picks a free port).
     pub fn build(config: &Config) -> anyhow::Result<Application> {
         let pool = prepare_database(config)?;
-        let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+        let listener =
+            TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         Self::build_with(config, pool, listener)
     }
 
-    pub fn build_with(config: &Config, pool: DbPool, listener: TcpListener) -> anyhow::Result<Application> {
+    pub fn build_with(
+        config: &Config,
+        pool: DbPool,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::load(pool)?);
         let server_state = state.clone();
@@ -61,15 +78,26 @@ impl Application {
                 .into_utoipa_app()
                 .openapi(<ApiDoc as utoipa::OpenApi>::openapi())
                 .app_data(server_state.clone())
-                .app_data(web::QueryConfig::default().error_handler(|e, _| bad_input(e.to_string())))
+                .app_data(
+                    web::QueryConfig::default().error_handler(|e, _| bad_input(e.to_string())),
+                )
                 .app_data(web::PathConfig::default().error_handler(|e, _| bad_input(e.to_string())))
-                .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(|e, _| bad_input(e.to_string())))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(64 * 1024)
+                        .error_handler(|e, _| bad_input(e.to_string())),
+                )
                 .configure(crate::routes::configure)
                 .split_for_parts();
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
-                .route("/docs", web::get().to(|| async {
-                    HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
-                }))
+                .route(
+                    "/docs",
+                    web::get().to(|| async {
+                        HttpResponse::PermanentRedirect()
+                            .insert_header((header::LOCATION, "/docs/"))
+                            .finish()
+                    }),
+                )
                 .default_service(web::to(not_found))
                 .wrap(cors())
                 .wrap(middleware::Compress::default())
@@ -79,7 +107,11 @@ impl Application {
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
-        Ok(Application { port, server: server.run(), state })
+        Ok(Application {
+            port,
+            server: server.run(),
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -116,7 +148,13 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 fn cors() -> Cors {
     Cors::default()
         .allow_any_origin()
-        .allowed_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allowed_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PATCH,
+            Method::OPTIONS,
+        ])
         .allow_any_header()
         .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
         .max_age(3600)

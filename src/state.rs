@@ -29,7 +29,12 @@ impl AppState {
         let atlas = Arc::new(Atlas::load(&mut conn)?);
         let directory = store::load_directory(&mut conn, atlas.clone())?;
         drop(conn);
-        Ok(AppState { db, atlas, directory: ArcSwap::from_pointee(directory), write_lock: Mutex::new(()) })
+        Ok(AppState {
+            db,
+            atlas,
+            directory: ArcSwap::from_pointee(directory),
+            write_lock: Mutex::new(()),
+        })
     }
 
     /// The current snapshot. Cheap: an atomic load.
@@ -61,7 +66,10 @@ impl AppState {
     ) -> Result<T, ApiError> {
         // A panic in another writer poisons the lock but leaves nothing half-written
         // (transactions roll back), so the lock is still good to take.
-        let _guard = self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut conn = self
             .db
             .get()
@@ -88,6 +96,8 @@ impl AppState {
     /// Whether storage answers now.
     pub fn storage_ready(&self) -> bool {
         use diesel::connection::SimpleConnection;
-        self.db.get().is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
+        self.db
+            .get()
+            .is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
     }
 }

@@ -108,13 +108,19 @@ fn check_text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>
     } else if trimmed.chars().count() > max {
         errors.push(FieldError::new(field, format!("at most {max} characters")));
     } else if trimmed.chars().any(char::is_control) {
-        errors.push(FieldError::new(field, "must not contain control characters"));
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
 }
 
 fn check_service(atlas: &Atlas, service: &ServiceCode, field: &str, errors: &mut Vec<FieldError>) {
     if atlas.service(service.as_str()).is_none() {
-        errors.push(FieldError::new(field, format!("unknown service {service}; see /v1/services")));
+        errors.push(FieldError::new(
+            field,
+            format!("unknown service {service}; see /v1/services"),
+        ));
     }
 }
 
@@ -122,7 +128,11 @@ fn check_territory(atlas: &Atlas, t: &Territory, errors: &mut Vec<FieldError>) {
     if atlas.describe(t).is_none() {
         errors.push(FieldError::new(
             "territory",
-            format!("no {} with code {:?} in the reference data", t.kind(), t.code()),
+            format!(
+                "no {} with code {:?} in the reference data",
+                t.kind(),
+                t.code()
+            ),
         ));
     }
 }
@@ -133,7 +143,10 @@ fn organization(conn: &mut DbConnection, id: &str) -> Result<OrganizationRow, St
         .select(OrganizationRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| StoreError::NotFound { what: "organization", id: id.to_owned() })
+        .ok_or_else(|| StoreError::NotFound {
+            what: "organization",
+            id: id.to_owned(),
+        })
 }
 
 fn append_change(
@@ -146,7 +159,12 @@ fn append_change(
     let payload = serde_json::to_string(payload)
         .map_err(|e| StoreError::Conflict(format!("cannot record the change: {e}")))?;
     diesel::insert_into(schema::changes::table)
-        .values(NewChange { at: to_db(at), kind, entity_id, payload: &payload })
+        .values(NewChange {
+            at: to_db(at),
+            kind,
+            entity_id,
+            payload: &payload,
+        })
         .execute(conn)?;
     Ok(())
 }
@@ -171,7 +189,9 @@ pub fn create_organization(
         is_demo: demo.into(),
         created_at: to_db(now),
     };
-    diesel::insert_into(schema::organizations::table).values(&row).execute(conn)?;
+    diesel::insert_into(schema::organizations::table)
+        .values(&row)
+        .execute(conn)?;
     Ok(row)
 }
 
@@ -190,7 +210,10 @@ pub fn publish_number(
     let valid_from = new.valid_from.map(|t| t.trunc_subsecs(6)).unwrap_or(now);
     if let Some(until) = new.valid_until {
         if until <= valid_from || until <= now {
-            errors.push(FieldError::new("valid_until", "must be in the future and after valid_from"));
+            errors.push(FieldError::new(
+                "valid_until",
+                "must be in the future and after valid_from",
+            ));
         }
     }
     if !errors.is_empty() {
@@ -202,8 +225,9 @@ pub fn publish_number(
         if let Some(outage_id) = &new.outage_id {
             let outage = load_outage(conn, outage_id)
                 .map_err(|_| StoreError::invalid("outage_id", "no such outage"))?;
-            let outage_territory = Territory::from_parts(outage.0.territory_kind_parsed(), &outage.0.territory_code)
-                .map_err(|_| StoreError::invalid("outage_id", "no such outage"))?;
+            let outage_territory =
+                Territory::from_parts(outage.0.territory_kind_parsed(), &outage.0.territory_code)
+                    .map_err(|_| StoreError::invalid("outage_id", "no such outage"))?;
             let covered = outage_territory == new.territory
                 || atlas.ancestors(&new.territory).contains(&outage_territory);
             if outage.0.status != OutageStatus::Active.as_str()
@@ -260,11 +284,19 @@ pub fn publish_number(
             is_demo: new.demo.into(),
             version: 1,
         };
-        diesel::insert_into(schema::numbers::table).values(&row).execute(conn)?;
+        diesel::insert_into(schema::numbers::table)
+            .values(&row)
+            .execute(conn)?;
         let orgs = HashMap::from([(org.id.clone(), org.name.clone())]);
         let number = number_view(&row, atlas, &orgs)
             .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
-        append_change(conn, now, change_kind::NUMBER_PUBLISHED, &number.id, &number)?;
+        append_change(
+            conn,
+            now,
+            change_kind::NUMBER_PUBLISHED,
+            &number.id,
+            &number,
+        )?;
         Ok(number)
     })
 }
@@ -285,7 +317,10 @@ pub fn retire_number(
     conn.transaction(|conn| {
         let row = load_number_row(conn, id)?;
         if row.status != NumberStatus::Published.as_str() {
-            return Err(StoreError::Conflict(format!("number {id} is {}, not published", row.status)));
+            return Err(StoreError::Conflict(format!(
+                "number {id} is {}, not published",
+                row.status
+            )));
         }
         let number = retire_row(conn, atlas, row, reason, now)?;
         Ok(number)
@@ -300,17 +335,24 @@ fn retire_row(
     now: DateTime<Utc>,
 ) -> Result<Number, StoreError> {
     use schema::numbers::dsl as n;
-    let updated = diesel::update(n::numbers.filter(n::id.eq(&row.id)).filter(n::version.eq(row.version)))
-        .set((
-            n::status.eq(NumberStatus::Retired.as_str()),
-            n::retired_at.eq(Some(to_db(now))),
-            n::retire_reason.eq(Some(reason.trim())),
-            n::updated_at.eq(to_db(now)),
-            n::version.eq(row.version + 1),
-        ))
-        .execute(conn)?;
+    let updated = diesel::update(
+        n::numbers
+            .filter(n::id.eq(&row.id))
+            .filter(n::version.eq(row.version)),
+    )
+    .set((
+        n::status.eq(NumberStatus::Retired.as_str()),
+        n::retired_at.eq(Some(to_db(now))),
+        n::retire_reason.eq(Some(reason.trim())),
+        n::updated_at.eq(to_db(now)),
+        n::version.eq(row.version + 1),
+    ))
+    .execute(conn)?;
     if updated != 1 {
-        return Err(StoreError::Conflict(format!("number {} changed meanwhile", row.id)));
+        return Err(StoreError::Conflict(format!(
+            "number {} changed meanwhile",
+            row.id
+        )));
     }
     row.status = NumberStatus::Retired.as_str().to_owned();
     row.retired_at = Some(to_db(now));
@@ -364,13 +406,20 @@ pub fn declare_outage(
             is_demo: new.demo.into(),
             version: 1,
         };
-        diesel::insert_into(schema::outages::table).values(&row).execute(conn)?;
+        diesel::insert_into(schema::outages::table)
+            .values(&row)
+            .execute(conn)?;
         let links: Vec<OutageServiceRow> = services
             .iter()
-            .map(|s| OutageServiceRow { outage_id: row.id.clone(), service_code: s.clone() })
+            .map(|s| OutageServiceRow {
+                outage_id: row.id.clone(),
+                service_code: s.clone(),
+            })
             .collect();
         for link in &links {
-            diesel::insert_into(schema::outage_services::table).values(link).execute(conn)?;
+            diesel::insert_into(schema::outage_services::table)
+                .values(link)
+                .execute(conn)?;
         }
         let orgs = HashMap::from([(org.id.clone(), org.name.clone())]);
         let outage = outage_view(&row, services, atlas, &orgs);
@@ -390,7 +439,9 @@ pub fn resolve_outage(
     conn.transaction(|conn| {
         let (row, services) = load_outage(conn, id)?;
         if row.status != OutageStatus::Active.as_str() {
-            return Err(StoreError::Conflict(format!("outage {id} is already resolved")));
+            return Err(StoreError::Conflict(format!(
+                "outage {id} is already resolved"
+            )));
         }
         let linked: Vec<NumberRow> = schema::numbers::table
             .filter(schema::numbers::outage_id.eq(id))
@@ -400,7 +451,13 @@ pub fn resolve_outage(
             .load(conn)?;
         let mut retired = Vec::with_capacity(linked.len());
         for number in linked {
-            retired.push(retire_row(conn, atlas, number, "Fin de la panne : le numéro habituel fonctionne de nouveau.", now)?);
+            retired.push(retire_row(
+                conn,
+                atlas,
+                number,
+                "Fin de la panne : le numéro habituel fonctionne de nouveau.",
+                now,
+            )?);
         }
         use schema::outages::dsl as o;
         diesel::update(o::outages.filter(o::id.eq(id)))
@@ -427,7 +484,10 @@ fn load_number_row(conn: &mut DbConnection, id: &str) -> Result<NumberRow, Store
         .select(NumberRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| StoreError::NotFound { what: "number", id: id.to_owned() })
+        .ok_or_else(|| StoreError::NotFound {
+            what: "number",
+            id: id.to_owned(),
+        })
 }
 
 fn load_outage(conn: &mut DbConnection, id: &str) -> Result<(OutageRow, Vec<String>), StoreError> {
@@ -436,7 +496,10 @@ fn load_outage(conn: &mut DbConnection, id: &str) -> Result<(OutageRow, Vec<Stri
         .select(OutageRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| StoreError::NotFound { what: "outage", id: id.to_owned() })?;
+        .ok_or_else(|| StoreError::NotFound {
+            what: "outage",
+            id: id.to_owned(),
+        })?;
     let services = schema::outage_services::table
         .filter(schema::outage_services::outage_id.eq(id))
         .select(schema::outage_services::service_code)
@@ -459,17 +522,29 @@ fn organization_names(conn: &mut DbConnection) -> QueryResult<HashMap<String, St
 }
 
 fn org_ref(id: &str, orgs: &HashMap<String, String>) -> OrganizationRef {
-    OrganizationRef { id: id.to_owned(), name: orgs.get(id).cloned().unwrap_or_default() }
+    OrganizationRef {
+        id: id.to_owned(),
+        name: orgs.get(id).cloned().unwrap_or_default(),
+    }
 }
 
 /// The public view of a stored number; `None` if its stored fields no longer parse.
-pub fn number_view(row: &NumberRow, atlas: &Atlas, orgs: &HashMap<String, String>) -> Option<Number> {
+pub fn number_view(
+    row: &NumberRow,
+    atlas: &Atlas,
+    orgs: &HashMap<String, String>,
+) -> Option<Number> {
     let territory = Territory::parse(&row.territory_kind, &row.territory_code).ok()?;
     let phone = PhoneNumber::parse(&row.phone_e164).ok()?;
-    let provenance = match (row.provenance_kind.as_str(), &row.source_url, &row.verified_by) {
-        ("relayed", Some(url), Some(by)) => {
-            Provenance::Relayed { source_url: url.clone(), verified_by: org_ref(by, orgs) }
-        }
+    let provenance = match (
+        row.provenance_kind.as_str(),
+        &row.source_url,
+        &row.verified_by,
+    ) {
+        ("relayed", Some(url), Some(by)) => Provenance::Relayed {
+            source_url: url.clone(),
+            verified_by: org_ref(by, orgs),
+        },
         _ => Provenance::Official {
             organization: org_ref(row.organization_id.as_deref().unwrap_or_default(), orgs),
         },
@@ -528,7 +603,10 @@ fn outage_view(
 /// The last sequence number of the changes log (0 when empty).
 pub fn last_change_seq(conn: &mut DbConnection) -> QueryResult<i64> {
     use diesel::dsl::max;
-    Ok(schema::changes::table.select(max(schema::changes::seq)).first::<Option<i64>>(conn)?.unwrap_or(0))
+    Ok(schema::changes::table
+        .select(max(schema::changes::seq))
+        .first::<Option<i64>>(conn)?
+        .unwrap_or(0))
 }
 
 /// Reads everything the public snapshot holds and builds it.

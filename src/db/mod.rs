@@ -69,7 +69,10 @@ impl DatabaseUrl {
     pub fn parse(url: &str) -> Result<Self, DbError> {
         let url = url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Self { backend: Backend::Postgres, target: url.to_owned() });
+            return Ok(Self {
+                backend: Backend::Postgres,
+                target: url.to_owned(),
+            });
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -78,7 +81,10 @@ impl DatabaseUrl {
         if path.is_empty() {
             return Err(DbError::Url(url.to_owned()));
         }
-        Ok(Self { backend: Backend::Sqlite, target: path.to_owned() })
+        Ok(Self {
+            backend: Backend::Sqlite,
+            target: path.to_owned(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -140,7 +146,8 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
@@ -170,11 +177,20 @@ mod tests {
     #[test]
     fn urls_choose_the_backend() {
         let u = DatabaseUrl::parse("sqlite://data/relai.db").unwrap();
-        assert_eq!((u.backend(), u.sqlite_path()), (Backend::Sqlite, Some("data/relai.db")));
+        assert_eq!(
+            (u.backend(), u.sqlite_path()),
+            (Backend::Sqlite, Some("data/relai.db"))
+        );
         let u = DatabaseUrl::parse("sqlite:///var/lib/relai/relai.db").unwrap();
         assert_eq!(u.sqlite_path(), Some("/var/lib/relai/relai.db"));
-        assert_eq!(DatabaseUrl::parse("postgres://h/db").unwrap().backend(), Backend::Postgres);
-        assert_eq!(DatabaseUrl::parse("postgresql://h/db").unwrap().backend(), Backend::Postgres);
+        assert_eq!(
+            DatabaseUrl::parse("postgres://h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://h/db").unwrap().backend(),
+            Backend::Postgres
+        );
         assert!(DatabaseUrl::parse("mysql://h/db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
         assert!(DatabaseUrl::parse("relai.db").is_err());

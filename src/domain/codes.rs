@@ -9,7 +9,9 @@ pub enum CodeError {
     Postcode,
     #[error("an INSEE commune code is 5 characters: 2 digits (or 2A/2B for Corsica) and 3 digits, e.g. 33063, 2A004, 97101")]
     Insee,
-    #[error("a département code is 2 digits, 2A or 2B, or 3 digits from 971 to 989, e.g. 33, 2A, 971")]
+    #[error(
+        "a département code is 2 digits, 2A or 2B, or 3 digits from 971 to 989, e.g. 33, 2A, 971"
+    )]
     Departement,
     #[error("a service code is the short number it replaces: 2 to 6 digits, e.g. 15, 17, 18, 112, 116117")]
     Service,
@@ -161,18 +163,28 @@ mod tests {
 
     #[test]
     fn insee_accepts_corsica_overseas_and_arrondissements() {
-        for ok in ["33063", "2A004", "2B033", "97101", "97701", "98818", "75116", "13201", "01001"] {
+        for ok in [
+            "33063", "2A004", "2B033", "97101", "97701", "98818", "75116", "13201", "01001",
+        ] {
             assert_eq!(InseeCode::parse(ok).unwrap().as_str(), ok);
         }
         assert_eq!(InseeCode::parse("2a004").unwrap().as_str(), "2A004");
-        for bad in ["20004", "2C004", "00001", "3306", "330633", "33O63", "", "2A0O4"] {
+        for bad in [
+            "20004", "2C004", "00001", "3306", "330633", "33O63", "", "2A0O4",
+        ] {
             assert_eq!(InseeCode::parse(bad), Err(CodeError::Insee), "{bad:?}");
         }
     }
 
     #[test]
     fn insee_knows_its_departement() {
-        let dep = |s: &str| InseeCode::parse(s).unwrap().departement().as_str().to_owned();
+        let dep = |s: &str| {
+            InseeCode::parse(s)
+                .unwrap()
+                .departement()
+                .as_str()
+                .to_owned()
+        };
         assert_eq!(dep("33063"), "33");
         assert_eq!(dep("2A004"), "2A");
         assert_eq!(dep("97101"), "971");
@@ -188,7 +200,11 @@ mod tests {
         }
         assert_eq!(DepartementCode::parse("2b").unwrap().as_str(), "2B");
         for bad in ["00", "20", "96", "970", "990", "1", "0033", "", "2C"] {
-            assert_eq!(DepartementCode::parse(bad), Err(CodeError::Departement), "{bad:?}");
+            assert_eq!(
+                DepartementCode::parse(bad),
+                Err(CodeError::Departement),
+                "{bad:?}"
+            );
         }
     }
 

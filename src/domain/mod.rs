@@ -7,4 +7,6 @@ mod territory;
 
 pub use codes::{CodeError, DepartementCode, InseeCode, Postcode, ServiceCode};
 pub use phone::{PhoneError, PhoneNumber};
-pub use territory::{Geography, Scope, ScopeError, Territory, TerritoryError, TerritoryKind, NATIONAL_CODE};
+pub use territory::{
+    Geography, Scope, ScopeError, Territory, TerritoryError, TerritoryKind, NATIONAL_CODE,
+};

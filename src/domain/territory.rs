@@ -245,28 +245,58 @@ mod tests {
         assert_eq!(t("national", "FR"), Territory::National);
         assert_eq!(t("national", "fr").code(), "FR");
         assert_eq!(t("zone", "Sud-Ouest").code(), "Sud-Ouest");
-        assert_eq!(t("zone", "Sud de l'océan Indien").kind(), TerritoryKind::Zone);
+        assert_eq!(
+            t("zone", "Sud de l'océan Indien").kind(),
+            TerritoryKind::Zone
+        );
         assert_eq!(t("departement", "2a").code(), "2A");
         assert_eq!(t("commune", "75116").code(), "75116");
-        assert_eq!(Territory::parse("national", "33"), Err(TerritoryError::National));
+        assert_eq!(
+            Territory::parse("national", "33"),
+            Err(TerritoryError::National)
+        );
         assert_eq!(Territory::parse("region", "75"), Err(TerritoryError::Kind));
-        assert_eq!(Territory::parse("Commune", "33063"), Err(TerritoryError::Kind));
+        assert_eq!(
+            Territory::parse("Commune", "33063"),
+            Err(TerritoryError::Kind)
+        );
         assert_eq!(Territory::parse("zone", ""), Err(TerritoryError::Zone));
-        assert_eq!(Territory::parse("zone", "Sud;DROP"), Err(TerritoryError::Zone));
-        assert!(matches!(Territory::parse("departement", "20"), Err(TerritoryError::Code(_))));
-        assert!(matches!(Territory::parse("commune", "33000x"), Err(TerritoryError::Code(_))));
+        assert_eq!(
+            Territory::parse("zone", "Sud;DROP"),
+            Err(TerritoryError::Zone)
+        );
+        assert!(matches!(
+            Territory::parse("departement", "20"),
+            Err(TerritoryError::Code(_))
+        ));
+        assert!(matches!(
+            Territory::parse("commune", "33000x"),
+            Err(TerritoryError::Code(_))
+        ));
         assert_eq!(t("commune", "33063").to_string(), "commune:33063");
     }
 
     #[test]
     fn scope_parses_and_prints() {
-        for s in ["18:departement:33", "*:departement:33", "17:commune:89387", "*:national:FR", "15:zone:Sud-Ouest"] {
+        for s in [
+            "18:departement:33",
+            "*:departement:33",
+            "17:commune:89387",
+            "*:national:FR",
+            "15:zone:Sud-Ouest",
+        ] {
             assert_eq!(Scope::parse(s).unwrap().to_string(), s);
         }
         assert_eq!(Scope::parse("18:departement"), Err(ScopeError::Shape));
         assert_eq!(Scope::parse(""), Err(ScopeError::Shape));
-        assert!(matches!(Scope::parse("x:departement:33"), Err(ScopeError::Service(_))));
-        assert!(matches!(Scope::parse("18:county:33"), Err(ScopeError::Territory(_))));
+        assert!(matches!(
+            Scope::parse("x:departement:33"),
+            Err(ScopeError::Service(_))
+        ));
+        assert!(matches!(
+            Scope::parse("18:county:33"),
+            Err(ScopeError::Territory(_))
+        ));
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub struct Health {
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(Health { status: "ok".to_owned(), snapshot_seq: state.directory().seq() })
+        .json(Health {
+            status: "ok".to_owned(),
+            snapshot_seq: state.directory().seq(),
+        })
 }
 
 /// Readiness
@@ -41,11 +44,16 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let probe = state.clone();
-    let ready = web::block(move || probe.storage_ready()).await.unwrap_or(false);
+    let ready = web::block(move || probe.storage_ready())
+        .await
+        .unwrap_or(false);
     if !ready {
         return Err(ApiError::Unavailable("storage is unreachable".to_owned()));
     }
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(Health { status: "ok".to_owned(), snapshot_seq: state.directory().seq() }))
+        .json(Health {
+            status: "ok".to_owned(),
+            snapshot_seq: state.directory().seq(),
+        }))
 }

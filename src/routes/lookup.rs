@@ -51,21 +51,34 @@ pub async fn lookup(
     let now = crate::store::now();
     let answer = match (&query.postcode, &query.insee) {
         (Some(p), None) => {
-            let p = Postcode::parse(p).map_err(|e| ApiError::bad_param("postcode", e.to_string()))?;
-            answers::by_postcode(&dir, p.as_str(), now)
-                .ok_or_else(|| ApiError::NotFound(format!("unknown postcode {p} (CEDEX codes are not in the base)")))?
+            let p =
+                Postcode::parse(p).map_err(|e| ApiError::bad_param("postcode", e.to_string()))?;
+            answers::by_postcode(&dir, p.as_str(), now).ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "unknown postcode {p} (CEDEX codes are not in the base)"
+                ))
+            })?
         }
         (None, Some(i)) => {
             let i = InseeCode::parse(i).map_err(|e| ApiError::bad_param("insee", e.to_string()))?;
-            answers::by_insee(&dir, i.as_str(), now).ok_or_else(|| ApiError::NotFound(format!("unknown commune {i}")))?
+            answers::by_insee(&dir, i.as_str(), now)
+                .ok_or_else(|| ApiError::NotFound(format!("unknown commune {i}")))?
         }
-        _ => return Err(ApiError::bad_request("give exactly one of the query parameters postcode and insee")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of the query parameters postcode and insee",
+            ))
+        }
     };
     let mut answer = answer;
     // The snapshot's time, not the clock's, so that identical answers share an ETag.
     answer.generated_at = dir.built_at();
     if prefers_text(&req) {
-        Ok(cached(&req, "text/plain; charset=utf-8", answers::to_text(&answer).into_bytes()))
+        Ok(cached(
+            &req,
+            "text/plain; charset=utf-8",
+            answers::to_text(&answer).into_bytes(),
+        ))
     } else {
         cached_json(&req, &answer)
     }

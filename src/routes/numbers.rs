@@ -52,7 +52,10 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
         None => Ok(DEFAULT_LIMIT),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_param("limit", format!("an integer from 1 to {MAX_LIMIT}"))),
+            _ => Err(ApiError::bad_param(
+                "limit",
+                format!("an integer from 1 to {MAX_LIMIT}"),
+            )),
         },
     }
 }
@@ -151,6 +154,8 @@ pub async fn get_number(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let dir = state.directory();
-    let number = dir.number(&path).ok_or_else(|| ApiError::NotFound(format!("unknown number {}", path.as_str())))?;
+    let number = dir
+        .number(&path)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown number {}", path.as_str())))?;
     cached_json(&req, number.as_ref())
 }

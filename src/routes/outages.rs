@@ -50,6 +50,11 @@ pub async fn list_outages(
         Some(_) => return Err(ApiError::bad_param("status", "active or resolved")),
     };
     let dir = state.directory();
-    let items = dir.outages().iter().filter(|o| status.is_none_or(|s| o.status == s)).cloned().collect();
+    let items = dir
+        .outages()
+        .iter()
+        .filter(|o| status.is_none_or(|s| o.status == s))
+        .cloned()
+        .collect();
     cached_json(&req, &OutageList { items })
 }

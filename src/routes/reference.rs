@@ -23,9 +23,17 @@ pub struct ServiceList {
 /// The emergency and help lines Relai knows, by their usual short number.
 #[utoipa::path(tag = "reference", responses((status = 200, description = "The catalogue", body = ServiceList)))]
 #[get("/v1/services")]
-pub async fn list_services(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_services(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let dir = state.directory();
-    cached_json(&req, &ServiceList { items: dir.atlas().services().to_vec() })
+    cached_json(
+        &req,
+        &ServiceList {
+            items: dir.atlas().services().to_vec(),
+        },
+    )
 }
 
 /// A département or overseas collectivité.
@@ -66,7 +74,10 @@ pub struct DepartementList {
 /// Départements and overseas collectivités with their région and defence zone.
 #[utoipa::path(tag = "reference", responses((status = 200, description = "The départements", body = DepartementList)))]
 #[get("/v1/departements")]
-pub async fn list_departements(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_departements(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let dir = state.directory();
     let items = dir
         .atlas()
@@ -127,7 +138,8 @@ pub async fn get_postcode(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let postcode = Postcode::parse(&path).map_err(|e| ApiError::bad_param("postcode", e.to_string()))?;
+    let postcode =
+        Postcode::parse(&path).map_err(|e| ApiError::bad_param("postcode", e.to_string()))?;
     let dir = state.directory();
     let places = dir
         .places_for_postcode(postcode.as_str())
@@ -139,9 +151,19 @@ pub async fn get_postcode(
             name: p.commune.name.clone(),
             departement: DepartementRef {
                 code: p.commune.departement.clone(),
-                name: dir.atlas().departement(&p.commune.departement).map(|d| d.name.clone()).unwrap_or_default(),
+                name: dir
+                    .atlas()
+                    .departement(&p.commune.departement)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default(),
             },
         })
         .collect();
-    cached_json(&req, &PostcodeInfo { postcode: postcode.as_str().to_owned(), communes })
+    cached_json(
+        &req,
+        &PostcodeInfo {
+            postcode: postcode.as_str().to_owned(),
+            communes,
+        },
+    )
 }

@@ -8,15 +8,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use diesel::connection::SimpleConnection;
-use sha2::Digest;
 use diesel::{Connection, PgConnection};
 use relai::config::Config;
 use relai::db::{self, DatabaseUrl};
+use relai::domain::{PhoneNumber, ServiceCode, Territory};
 use relai::seed::{self, Reference};
 use relai::startup::Application;
 use relai::state::AppState;
 use relai::store::{self, NewNumber, NewOutage, NewProvenance};
-use relai::domain::{PhoneNumber, ServiceCode, Territory};
+use sha2::Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -26,7 +26,9 @@ pub enum Backend {
 
 /// The PostgreSQL server tests may use, if any.
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("RELAI_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("RELAI_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// Runs a test body once per backend: `backend_tests!(name, |app| async move { ... })`
@@ -80,7 +82,8 @@ impl Drop for DatabaseGuard {
     fn drop(&mut self) {
         if let DatabaseGuard::Postgres { admin_url, name } = self {
             if let Ok(mut conn) = PgConnection::establish(admin_url) {
-                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                let _ =
+                    conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
             }
         }
     }
@@ -112,8 +115,13 @@ fn seed_template(url: &str) {
     let url = DatabaseUrl::parse(url).expect("template url");
     let mut conn = url.connect().expect("template connection");
     db::run_migrations(&mut conn).expect("migrations");
-    seed::seed_reference(&mut conn, &Reference::embedded().expect("reference"), false, store::now())
-        .expect("seed");
+    seed::seed_reference(
+        &mut conn,
+        &Reference::embedded().expect("reference"),
+        false,
+        store::now(),
+    )
+    .expect("seed");
 }
 
 /// A seeded SQLite file, made once per test run.
@@ -146,10 +154,11 @@ fn postgres_template(admin_url: &str) -> &'static String {
     static TEMPLATE: OnceLock<String> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let reference = Reference::embedded().expect("reference");
-        let migrations: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
-            .expect("migrations")
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect();
+        let migrations: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+                .expect("migrations")
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
         let mut key = reference.digest.clone();
         key.extend(migrations);
         let digest = sha2::Sha256::digest(key.as_bytes());
@@ -158,12 +167,22 @@ fn postgres_template(admin_url: &str) -> &'static String {
             return name;
         }
         let building = format!("relai_building_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::establish(admin_url).expect("PostgreSQL at RELAI_TEST_POSTGRES_URL");
-        admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).expect("create template");
+        let mut admin =
+            PgConnection::establish(admin_url).expect("PostgreSQL at RELAI_TEST_POSTGRES_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{building}\""))
+            .expect("create template");
         seed_template(&with_database(admin_url, &building));
-        if admin.batch_execute(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).is_err() {
+        if admin
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+            ))
+            .is_err()
+        {
             // Another run finished first: use its template.
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+            ));
         }
         name
     })
@@ -177,7 +196,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             let path = dir.path().join("relai.db");
             std::fs::copy(&template, &path).expect("copy template");
             let data_dir = dir.path().to_owned();
-            (format!("sqlite://{}", path.display()), DatabaseGuard::Sqlite { _dir: dir }, data_dir)
+            (
+                format!("sqlite://{}", path.display()),
+                DatabaseGuard::Sqlite { _dir: dir },
+                data_dir,
+            )
         }
         Backend::Postgres => {
             let admin_url = postgres_admin_url().expect("RELAI_TEST_POSTGRES_URL");
@@ -185,10 +208,16 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             let name = format!("relai_test_{}", uuid::Uuid::now_v7().simple());
             let mut admin = PgConnection::establish(&admin_url).expect("admin connection");
             admin
-                .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+                .batch_execute(&format!(
+                    "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+                ))
                 .expect("create test database");
             let url = with_database(&admin_url, &name);
-            (url, DatabaseGuard::Postgres { admin_url, name }, std::env::temp_dir())
+            (
+                url,
+                DatabaseGuard::Postgres { admin_url, name },
+                std::env::temp_dir(),
+            )
         }
     };
     let config = Config::for_database(&database_url, &data_dir);
@@ -200,7 +229,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     tokio::spawn(app.into_server());
     TestApp {
         address,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
         state,
         database_url,
         _guard: guard,
@@ -213,7 +245,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
@@ -226,7 +262,12 @@ impl TestApp {
     /// Runs a write through the library write path, on a blocking thread.
     pub async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut relai::db::DbConnection, &relai::atlas::Atlas) -> Result<T, store::StoreError> + Send + 'static,
+        f: impl FnOnce(
+                &mut relai::db::DbConnection,
+                &relai::atlas::Atlas,
+            ) -> Result<T, store::StoreError>
+            + Send
+            + 'static,
     ) -> Result<T, relai::error::ApiError> {
         let state: Arc<AppState> = self.state.clone().into_inner();
         state.write(f).await
@@ -234,22 +275,28 @@ impl TestApp {
 
     pub async fn organization(&self, name: &str, kind: &str) -> String {
         let (name, kind) = (name.to_owned(), kind.to_owned());
-        self.write(move |conn, _| store::create_organization(conn, &name, &kind, false, store::now()))
-            .await
-            .expect("organization")
-            .id
+        self.write(move |conn, _| {
+            store::create_organization(conn, &name, &kind, false, store::now())
+        })
+        .await
+        .expect("organization")
+        .id
     }
 
     pub async fn load_demo(&self) {
         self.write(|conn, atlas| {
-            seed::seed_demo(conn, atlas, store::now()).map_err(|e| store::StoreError::Conflict(e.to_string()))
+            seed::seed_demo(conn, atlas, store::now())
+                .map_err(|e| store::StoreError::Conflict(e.to_string()))
         })
         .await
         .expect("demo");
     }
 
     /// Publishes a number through the library write path.
-    pub async fn publish(&self, spec: Publish) -> Result<relai::model::Number, relai::error::ApiError> {
+    pub async fn publish(
+        &self,
+        spec: Publish,
+    ) -> Result<relai::model::Number, relai::error::ApiError> {
         self.write(move |conn, atlas| {
             store::publish_number(
                 conn,
@@ -259,7 +306,9 @@ impl TestApp {
                     territory: Territory::parse(&spec.kind, &spec.code).expect("territory"),
                     phone: PhoneNumber::parse(&spec.phone).expect("phone"),
                     label: spec.label,
-                    provenance: NewProvenance::Official { organization_id: spec.organization },
+                    provenance: NewProvenance::Official {
+                        organization_id: spec.organization,
+                    },
                     outage_id: spec.outage_id,
                     valid_from: spec.valid_from,
                     valid_until: spec.valid_until,
@@ -271,8 +320,17 @@ impl TestApp {
         .await
     }
 
-    pub async fn declare(&self, services: &[&str], kind: &str, code: &str, org: &str) -> relai::model::Outage {
-        let services: Vec<ServiceCode> = services.iter().map(|s| ServiceCode::parse(s).expect("service")).collect();
+    pub async fn declare(
+        &self,
+        services: &[&str],
+        kind: &str,
+        code: &str,
+        org: &str,
+    ) -> relai::model::Outage {
+        let services: Vec<ServiceCode> = services
+            .iter()
+            .map(|s| ServiceCode::parse(s).expect("service"))
+            .collect();
         let territory = Territory::parse(kind, code).expect("territory");
         let org = org.to_owned();
         self.write(move |conn, atlas| {
@@ -296,7 +354,10 @@ impl TestApp {
 
     /// Counts rows of the changes log, straight from storage.
     pub fn change_count(&self) -> i64 {
-        let mut conn = DatabaseUrl::parse(&self.database_url).expect("url").connect().expect("connect");
+        let mut conn = DatabaseUrl::parse(&self.database_url)
+            .expect("url")
+            .connect()
+            .expect("connect");
         store::last_change_seq(&mut conn).expect("changes")
     }
 }
