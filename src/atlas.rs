@@ -30,20 +30,10 @@ impl Commune {
     }
 }
 
-/// A département or overseas collectivité.
-#[derive(Debug, Clone)]
-pub struct Departement {
-    pub code: String,
-    pub name: String,
-    pub region_code: String,
-    pub region_name: String,
-    /// Zone de défense et de sécurité; none for Saint-Pierre-et-Miquelon and Clipperton.
-    pub zone: Option<String>,
-    /// metro, drom or com.
-    pub kind: String,
-    /// INSEE code of the chef-lieu.
-    pub chef_lieu: String,
-}
+/// A département or overseas collectivité, as stored: its `zone` (de défense et de
+/// sécurité) is none for Saint-Pierre-et-Miquelon and Clipperton; `kind` is metro, drom or
+/// com; `chef_lieu` is the INSEE code of its chef-lieu.
+pub type Departement = DepartementRow;
 
 /// The reference geography and catalogue.
 #[derive(Debug, Default)]
@@ -83,18 +73,6 @@ impl Atlas {
         postcodes: Vec<PostcodeRow>,
         services: Vec<ServiceRow>,
     ) -> Atlas {
-        let departements: Vec<Departement> = departements
-            .into_iter()
-            .map(|d| Departement {
-                code: d.code,
-                name: d.name,
-                region_code: d.region_code,
-                region_name: d.region_name,
-                zone: d.zone,
-                kind: d.kind,
-                chef_lieu: d.chef_lieu,
-            })
-            .collect();
         let departement_index = departements
             .iter()
             .enumerate()

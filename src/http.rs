@@ -31,33 +31,24 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
 /// A public, cacheable answer with its ETag, or 304 when the client has it already.
 pub fn cached(req: &HttpRequest, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
     let etag = etag_for(&body);
-    let mut builder = if not_modified(req, &etag) {
+    let fresh = not_modified(req, &etag);
+    let mut response = if fresh {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
-    builder
-        .insert_header((header::ETAG, etag.as_str()))
-        .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
-        .insert_header((
-            header::VARY,
-            HeaderValue::from_static("Accept, Accept-Encoding"),
-        ));
-    if builder.finish().status() == actix_web::http::StatusCode::NOT_MODIFIED {
-        let mut r = HttpResponse::NotModified();
-        r.insert_header((header::ETAG, etag.as_str()))
-            .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL));
-        return r.finish();
-    }
-    HttpResponse::Ok()
+    response
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
         .insert_header((
             header::VARY,
             HeaderValue::from_static("Accept, Accept-Encoding"),
-        ))
-        .content_type(content_type)
-        .body(body)
+        ));
+    if fresh {
+        response.finish()
+    } else {
+        response.content_type(content_type).body(body)
+    }
 }
 
 /// A public JSON answer with its ETag.
