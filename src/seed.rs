@@ -393,17 +393,23 @@ pub fn clear_demo(
         .select(schema::outages::id)
         .load(conn)?;
     for id in outages {
-        let (_, retired) = store::resolve_outage(conn, atlas, &id, now)?;
+        let declared_by: String = schema::outages::table
+            .find(&id)
+            .select(schema::outages::declared_by)
+            .first(conn)?;
+        let actor = store::Actor::organization(&declared_by);
+        let (_, retired) = store::resolve_outage(conn, atlas, &actor, &id, now)?;
         outcome.outages += 1;
         outcome.numbers += retired.len();
     }
-    let numbers: Vec<String> = schema::numbers::table
+    let numbers: Vec<(String, Option<String>)> = schema::numbers::table
         .filter(schema::numbers::is_demo.eq(1))
         .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
-        .select(schema::numbers::id)
+        .select((schema::numbers::id, schema::numbers::organization_id))
         .load(conn)?;
-    for id in numbers {
-        store::retire_number(conn, atlas, &id, "Fin de la démonstration.", now)?;
+    for (id, organization) in numbers {
+        let actor = store::Actor::organization(organization.as_deref().unwrap_or_default());
+        store::retire_number(conn, atlas, &actor, &id, "Fin de la démonstration.", now)?;
         outcome.numbers += 1;
     }
     Ok(outcome)

@@ -169,6 +169,47 @@ fn append_change(
     Ok(())
 }
 
+/// Who makes a change: an organization, and the account acting for it once accounts exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub organization_id: String,
+    pub account_id: Option<String>,
+}
+
+impl Actor {
+    pub fn organization(id: &str) -> Actor {
+        Actor {
+            organization_id: id.to_owned(),
+            account_id: None,
+        }
+    }
+}
+
+/// Appends an event to the audit trail (append-only: nothing ever updates or deletes one).
+fn audit(
+    conn: &mut DbConnection,
+    at: DateTime<Utc>,
+    actor: Option<&Actor>,
+    action: &str,
+    entity_kind: &str,
+    entity_id: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    diesel::insert_into(schema::audit_events::table)
+        .values(AuditEventRow {
+            id: new_id(),
+            at: to_db(at),
+            organization_id: actor.map(|a| a.organization_id.clone()),
+            account_id: actor.and_then(|a| a.account_id.clone()),
+            action: action.to_owned(),
+            entity_kind: entity_kind.to_owned(),
+            entity_id: entity_id.to_owned(),
+            reason: reason.map(str::to_owned),
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Creates an organization (the authorities issue adds scopes and accounts).
 pub fn create_organization(
     conn: &mut DbConnection,
@@ -192,6 +233,15 @@ pub fn create_organization(
     diesel::insert_into(schema::organizations::table)
         .values(&row)
         .execute(conn)?;
+    audit(
+        conn,
+        now,
+        None,
+        "organization.created",
+        "organization",
+        &row.id,
+        None,
+    )?;
     Ok(row)
 }
 
@@ -297,6 +347,16 @@ pub fn publish_number(
             &number.id,
             &number,
         )?;
+        let actor = Actor::organization(&org.id);
+        audit(
+            conn,
+            now,
+            Some(&actor),
+            change_kind::NUMBER_PUBLISHED,
+            "number",
+            &number.id,
+            None,
+        )?;
         Ok(number)
     })
 }
@@ -305,6 +365,7 @@ pub fn publish_number(
 pub fn retire_number(
     conn: &mut DbConnection,
     atlas: &Atlas,
+    actor: &Actor,
     id: &str,
     reason: &str,
     now: DateTime<Utc>,
@@ -322,7 +383,7 @@ pub fn retire_number(
                 row.status
             )));
         }
-        let number = retire_row(conn, atlas, row, reason, now)?;
+        let number = retire_row(conn, atlas, actor, row, reason, now)?;
         Ok(number)
     })
 }
@@ -330,6 +391,7 @@ pub fn retire_number(
 fn retire_row(
     conn: &mut DbConnection,
     atlas: &Atlas,
+    actor: &Actor,
     mut row: NumberRow,
     reason: &str,
     now: DateTime<Utc>,
@@ -363,6 +425,15 @@ fn retire_row(
     let number = number_view(&row, atlas, &orgs)
         .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
     append_change(conn, now, change_kind::NUMBER_RETIRED, &number.id, &number)?;
+    audit(
+        conn,
+        now,
+        Some(actor),
+        change_kind::NUMBER_RETIRED,
+        "number",
+        &number.id,
+        Some(reason.trim()),
+    )?;
     Ok(number)
 }
 
@@ -424,6 +495,16 @@ pub fn declare_outage(
         let orgs = HashMap::from([(org.id.clone(), org.name.clone())]);
         let outage = outage_view(&row, services, atlas, &orgs);
         append_change(conn, now, change_kind::OUTAGE_DECLARED, &outage.id, &outage)?;
+        let actor = Actor::organization(&org.id);
+        audit(
+            conn,
+            now,
+            Some(&actor),
+            change_kind::OUTAGE_DECLARED,
+            "outage",
+            &outage.id,
+            None,
+        )?;
         Ok(outage)
     })
 }
@@ -433,6 +514,7 @@ pub fn declare_outage(
 pub fn resolve_outage(
     conn: &mut DbConnection,
     atlas: &Atlas,
+    actor: &Actor,
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<(Outage, Vec<Number>), StoreError> {
@@ -454,6 +536,7 @@ pub fn resolve_outage(
             retired.push(retire_row(
                 conn,
                 atlas,
+                actor,
                 number,
                 "Fin de la panne : le numéro habituel fonctionne de nouveau.",
                 now,
@@ -474,6 +557,15 @@ pub fn resolve_outage(
         let orgs = organization_names(conn)?;
         let outage = outage_view(&row, services, atlas, &orgs);
         append_change(conn, now, change_kind::OUTAGE_RESOLVED, &outage.id, &outage)?;
+        audit(
+            conn,
+            now,
+            Some(actor),
+            change_kind::OUTAGE_RESOLVED,
+            "outage",
+            &outage.id,
+            None,
+        )?;
         Ok((outage, retired))
     })
 }
@@ -649,4 +741,52 @@ pub fn load_directory(conn: &mut DbConnection, atlas: Arc<Atlas>) -> QueryResult
             .collect();
         Ok(Directory::build(atlas.clone(), numbers, outages, seq, now()))
     })
+}
+
+/// One event of a number's public history.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct HistoryEvent {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened: `number.published`, `number.retired`...
+    pub action: String,
+    /// The organization that did it (never the account's personal details).
+    pub organization: Option<OrganizationRef>,
+    /// Why, when a reason was given (a retirement always has one).
+    pub reason: Option<String>,
+}
+
+/// The audit trail of a number, oldest first; `None` if no such number is public.
+pub fn number_history(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Option<Vec<HistoryEvent>>, StoreError> {
+    let status: Option<String> = schema::numbers::table
+        .find(id)
+        .select(schema::numbers::status)
+        .first(conn)
+        .optional()?;
+    let public = status.is_some_and(|s| {
+        s == NumberStatus::Published.as_str() || s == NumberStatus::Retired.as_str()
+    });
+    if !public {
+        return Ok(None);
+    }
+    let rows: Vec<AuditEventRow> = schema::audit_events::table
+        .filter(schema::audit_events::entity_kind.eq("number"))
+        .filter(schema::audit_events::entity_id.eq(id))
+        .order((schema::audit_events::at, schema::audit_events::id))
+        .select(AuditEventRow::as_select())
+        .load(conn)?;
+    let orgs = organization_names(conn)?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|r| HistoryEvent {
+                at: from_db(r.at),
+                action: r.action,
+                organization: r.organization_id.as_deref().map(|o| org_ref(o, &orgs)),
+                reason: r.reason,
+            })
+            .collect(),
+    ))
 }

@@ -137,3 +137,16 @@ pub struct NewChange<'a> {
     pub entity_id: &'a str,
     pub payload: &'a str,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEventRow {
+    pub id: String,
+    pub at: NaiveDateTime,
+    pub organization_id: Option<String>,
+    pub account_id: Option<String>,
+    pub action: String,
+    pub entity_kind: String,
+    pub entity_id: String,
+    pub reason: Option<String>,
+}

@@ -135,3 +135,18 @@ diesel::allow_tables_to_appear_in_same_query!(
     changes,
     seed_state,
 );
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> Timestamp,
+        organization_id -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+        action -> Text,
+        entity_kind -> Text,
+        entity_id -> Text,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(audit_events, organizations);

@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(lookup::lookup)
         .service(numbers::list_numbers)
         .service(numbers::get_number)
+        .service(numbers::number_history)
         .service(outages::list_outages)
         .service(health::healthz)
         .service(health::readyz);

@@ -159,3 +159,44 @@ pub async fn get_number(
         .ok_or_else(|| ApiError::NotFound(format!("unknown number {}", path.as_str())))?;
     cached_json(&req, number.as_ref())
 }
+
+/// A number's history.
+#[derive(Serialize, ToSchema)]
+pub struct NumberHistory {
+    /// Every change of the number, oldest first, with the organization that made it.
+    pub items: Vec<crate::store::HistoryEvent>,
+}
+
+/// History of a number
+///
+/// Its audit trail: when it was published, corrected and retired, by which organization
+/// and why. Read from storage (not the snapshot): 503 while storage is unavailable.
+#[utoipa::path(
+    tag = "numbers",
+    params(("id" = String, Path, description = "Number id")),
+    responses(
+        (status = 200, description = "The events, oldest first", body = NumberHistory),
+        (status = 404, description = "Unknown number", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/numbers/{id}/history")]
+pub async fn number_history(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let lookup_id = id.clone();
+    let events = web::block(move || {
+        let mut conn = state
+            .pool()
+            .get()
+            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
+        crate::store::number_history(&mut conn, &lookup_id).map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let items = events.ok_or_else(|| ApiError::NotFound(format!("unknown number {id}")))?;
+    cached_json(&req, &NumberHistory { items })
+}

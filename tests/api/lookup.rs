@@ -280,8 +280,16 @@ backend_tests!(
         assert_eq!(got, ["0556010101", "0556020202"], "not yet valid is absent");
 
         let id = retired.id.clone();
+        let org2 = org.clone();
         app.write(move |conn, atlas| {
-            relai::store::retire_number(conn, atlas, &id, "Numéro remplacé", relai::store::now())
+            relai::store::retire_number(
+                conn,
+                atlas,
+                &relai::store::Actor::organization(&org2),
+                &id,
+                "Numéro remplacé",
+                relai::store::now(),
+            )
         })
         .await
         .unwrap();
@@ -317,9 +325,16 @@ backend_tests!(an_outage_and_its_resolution, |app: TestApp| async move {
 
     let before = app.change_count();
     let id = outage.id.clone();
+    let org2 = org.clone();
     let (resolved, retired) = app
         .write(move |conn, atlas| {
-            relai::store::resolve_outage(conn, atlas, &id, relai::store::now())
+            relai::store::resolve_outage(
+                conn,
+                atlas,
+                &relai::store::Actor::organization(&org2),
+                &id,
+                relai::store::now(),
+            )
         })
         .await
         .unwrap();
@@ -335,6 +350,28 @@ backend_tests!(an_outage_and_its_resolution, |app: TestApp| async move {
     assert!(phones(service(&body, "18")).is_empty());
     let (_, n) = app.get_json(&format!("/v1/numbers/{}", number.id)).await;
     assert_eq!(n["status"], "retired");
+    // Its history shows publication and retirement, with the organization and the reason.
+    let (status, history) = app
+        .get_json(&format!("/v1/numbers/{}/history", number.id))
+        .await;
+    assert_eq!(status, 200);
+    let events = history["items"].as_array().unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["number.published", "number.retired"]);
+    assert!(events
+        .iter()
+        .all(|e| e["organization"]["name"] == "SDIS 33"));
+    assert!(events[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Fin de la panne"));
+    let (status, _) = app
+        .get_json("/v1/numbers/0190c5a3-0000-7000-8000-000000000000/history")
+        .await;
+    assert_eq!(status, 404);
     let (_, active) = app.get_json("/v1/outages?status=active").await;
     assert!(active["items"].as_array().unwrap().is_empty());
     let (_, all) = app.get_json("/v1/outages?status=resolved").await;
@@ -342,9 +379,16 @@ backend_tests!(an_outage_and_its_resolution, |app: TestApp| async move {
     assert_eq!(all["items"][0]["declared_by"]["name"], "SDIS 33");
     // Resolving twice is a conflict and writes nothing.
     let id = outage.id.clone();
+    let org2 = org.clone();
     let again = app
         .write(move |conn, atlas| {
-            relai::store::resolve_outage(conn, atlas, &id, relai::store::now())
+            relai::store::resolve_outage(
+                conn,
+                atlas,
+                &relai::store::Actor::organization(&org2),
+                &id,
+                relai::store::now(),
+            )
         })
         .await;
     assert!(matches!(again, Err(relai::error::ApiError::Conflict(_))));

@@ -26,6 +26,7 @@ fn every_route_and_schema_is_documented() {
         "/v1/lookup",
         "/v1/numbers",
         "/v1/numbers/{id}",
+        "/v1/numbers/{id}/history",
         "/v1/outages",
         "/healthz",
         "/readyz",
