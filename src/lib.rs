@@ -5,6 +5,7 @@
 //! ordered changes log.
 
 pub mod atlas;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod directory;
