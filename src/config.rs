@@ -18,12 +18,21 @@ pub struct Config {
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// The Ed25519 private key (PKCS#8 PEM) that signs tokens; made on first start if missing.
+    pub jwt_private_key: PathBuf,
+    /// During a key rotation, the previous key (private or public PEM), still trusted to verify.
+    pub jwt_previous_key: Option<PathBuf>,
 }
 
 impl Config {
     /// The default database URL for a data directory.
     pub fn default_database_url(data_dir: &Path) -> String {
         format!("sqlite://{}", data_dir.join("relai.db").display())
+    }
+
+    /// The default signing key path for a data directory.
+    pub fn default_jwt_key(data_dir: &Path) -> PathBuf {
+        data_dir.join("jwt-ed25519.pem")
     }
 
     /// A configuration with defaults for the given database (used by tests and tools).
@@ -34,6 +43,8 @@ impl Config {
             data_dir: data_dir.to_owned(),
             pool_size: 4,
             workers: 2,
+            jwt_private_key: Self::default_jwt_key(data_dir),
+            jwt_previous_key: None,
         }
     }
 }

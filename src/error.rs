@@ -55,6 +55,12 @@ pub enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// No valid token (401, with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The role or the territorial scope forbids it (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Unknown resource (404).
     #[error("{0}")]
     NotFound(String),
@@ -67,6 +73,18 @@ pub enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// `If-Match` does not match the current version (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The body is larger than allowed (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not of the expected content type (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// `If-Match` is required and missing (428).
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// Storage cannot take writes now (503).
     #[error("{0}")]
     Unavailable(String),
@@ -94,6 +112,12 @@ impl ApiError {
     fn slug(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "bad-request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::PreconditionFailed(_) => "precondition-failed",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::PreconditionRequired(_) => "precondition-required",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable { .. } => "invalid",
@@ -138,6 +162,12 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -151,6 +181,21 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let mut response = problem_response(&self.problem());
+        if let ApiError::Unauthorized(detail) = self {
+            // RFC 6750: the challenge, with the reason when a token was sent.
+            let value = format!(
+                "Bearer realm=\"relai\", error=\"invalid_token\", error_description=\"{}\"",
+                detail.replace('"', "'")
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            } else {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"relai\""),
+                );
+            }
+        }
         if matches!(self, ApiError::Unavailable(_)) {
             response
                 .headers_mut()
@@ -165,6 +210,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             StoreError::Conflict(detail) => ApiError::Conflict(detail),
+            StoreError::Stale { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Invalid(errors) => ApiError::Unprocessable {
                 detail: summarize(&errors),
                 errors,

@@ -31,6 +31,21 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
 /// A public, cacheable answer with its ETag, or 304 when the client has it already.
 pub fn cached(req: &HttpRequest, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
     let etag = etag_for(&body);
+    cached_with_etag(req, content_type, body, etag)
+}
+
+/// The ETag of a number: its version, so that `If-Match` can name it.
+pub fn version_etag(version: i32) -> String {
+    format!("\"{version}\"")
+}
+
+/// [`cached`] with a given validator.
+pub fn cached_with_etag(
+    req: &HttpRequest,
+    content_type: &'static str,
+    body: Vec<u8>,
+    etag: String,
+) -> HttpResponse {
     let fresh = not_modified(req, &etag);
     let mut response = if fresh {
         HttpResponse::NotModified()

@@ -4,6 +4,7 @@
 //! are answered from an in-memory snapshot (`directory`), and every write appends to an
 //! ordered changes log.
 
+pub mod accounts;
 pub mod atlas;
 pub mod auth;
 pub mod config;
@@ -12,6 +13,8 @@ pub mod directory;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod idempotency;
+pub mod import;
 pub mod lookup;
 pub mod model;
 pub mod openapi;

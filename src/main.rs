@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use relai::accounts;
+use relai::auth::Auth;
 use relai::config::{Config, DEFAULT_BIND};
 use relai::db::{self, DatabaseUrl};
 use relai::seed::{self, Reference};
@@ -25,6 +27,13 @@ struct Cli {
     /// Database connections per process.
     #[arg(long, env = "RELAI_DB_POOL_SIZE", default_value_t = 8, global = true)]
     pool_size: u32,
+    /// The Ed25519 private key (PKCS#8 PEM) that signs tokens; made if missing.
+    /// Default: <data dir>/jwt-ed25519.pem. Every instance of a cluster needs the same one.
+    #[arg(long, env = "RELAI_JWT_PRIVATE_KEY", global = true)]
+    jwt_private_key: Option<PathBuf>,
+    /// During a key rotation: the previous key (private or public PEM), still trusted to verify.
+    #[arg(long, env = "RELAI_JWT_PREVIOUS_KEY", global = true)]
+    jwt_previous_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,9 +63,73 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Issue and revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Import numbers from a CSV file for an organization (all rows or none).
+    Import {
+        /// The CSV file (header service,territory_kind,territory_code,phone,label,valid_until).
+        file: PathBuf,
+        /// The publishing organization's id.
+        #[arg(long)]
+        org: String,
+    },
     /// Print the OpenAPI document (regenerate the committed one with
     /// `cargo run -- openapi > openapi/openapi.json`).
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization; prints it as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// sdis, police, gendarmerie, samu, prefecture, ministry or volunteers.
+        #[arg(long)]
+        kind: String,
+        /// SERVICE:KIND:CODE, e.g. 18:departement:33 (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints it as JSON.
+    Create {
+        /// The organization it acts for (not needed for admins).
+        #[arg(long)]
+        org: Option<String>,
+        /// admin, authority or moderator.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token for an account; prints the token alone.
+    Issue {
+        #[arg(long)]
+        account: String,
+        /// Lifetime: 90s, 30m, 12h, 7d (at most 90 days).
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+    },
+    /// Revoke a token by its jti.
+    Revoke {
+        #[arg(long)]
+        jti: String,
+    },
 }
 
 fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
@@ -69,7 +142,32 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
         data_dir: cli.data_dir.clone(),
         pool_size: cli.pool_size.max(1),
         workers,
+        jwt_private_key: cli
+            .jwt_private_key
+            .clone()
+            .unwrap_or_else(|| Config::default_jwt_key(&cli.data_dir)),
+        jwt_previous_key: cli.jwt_previous_key.clone(),
     }
+}
+
+/// Opens a prepared database and its snapshot, for commands that write.
+fn open_state(cli: &Cli) -> anyhow::Result<AppState> {
+    let config = config(cli, DEFAULT_BIND, 0);
+    let pool = prepare_database(&config)?;
+    Ok(AppState::load(pool)?)
+}
+
+/// Prints a refused command as its problem, every invalid field on a line.
+fn api_error(e: relai::error::ApiError) -> anyhow::Error {
+    let problem = e.problem();
+    let mut text = problem.detail;
+    for f in problem.errors {
+        match f.line {
+            Some(line) => text.push_str(&format!("\n  line {line}, {}: {}", f.field, f.message)),
+            None => text.push_str(&format!("\n  {}: {}", f.field, f.message)),
+        }
+    }
+    anyhow::anyhow!(text)
 }
 
 fn init_tracing() {
@@ -137,6 +235,89 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     outcome.outages, outcome.numbers
                 );
             }
+        }
+        Command::Org(OrgCommand::Create { name, kind, scopes }) => {
+            let state = open_state(&cli)?;
+            let org = state
+                .write_blocking(|conn, atlas| {
+                    accounts::create_organization(
+                        conn,
+                        atlas,
+                        None,
+                        name,
+                        kind,
+                        scopes,
+                        relai::store::now(),
+                    )
+                })
+                .map_err(api_error)?;
+            println!("{}", serde_json::to_string_pretty(&org)?);
+        }
+        Command::Account(AccountCommand::Create { org, role, name }) => {
+            let state = open_state(&cli)?;
+            let account = state
+                .write_blocking(|conn, _| {
+                    accounts::create_account(
+                        conn,
+                        None,
+                        org.as_deref(),
+                        role,
+                        name,
+                        relai::store::now(),
+                    )
+                })
+                .map_err(api_error)?;
+            println!("{}", serde_json::to_string_pretty(&account)?);
+        }
+        Command::Token(TokenCommand::Issue { account, ttl }) => {
+            let ttl = accounts::parse_ttl(ttl)
+                .ok_or_else(|| anyhow::anyhow!("--ttl: use 90s, 30m, 12h or 7d"))?;
+            let config = config(&cli, DEFAULT_BIND, 0);
+            let auth = Auth::load(&config.jwt_private_key, config.jwt_previous_key.as_deref())?;
+            let state = open_state(&cli)?;
+            let issued = state
+                .write_blocking(|conn, _| {
+                    accounts::issue_token(
+                        conn,
+                        &auth.signer,
+                        None,
+                        account,
+                        ttl,
+                        relai::store::now(),
+                    )
+                })
+                .map_err(api_error)?;
+            println!("{}", issued.token);
+        }
+        Command::Token(TokenCommand::Revoke { jti }) => {
+            let state = open_state(&cli)?;
+            state
+                .write_blocking(|conn, _| {
+                    accounts::revoke_token(conn, None, jti, relai::store::now())
+                })
+                .map_err(api_error)?;
+            println!("revoked {jti}");
+        }
+        Command::Import { file, org } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let rows = relai::import::parse(&bytes).map_err(|e| api_error(e.into_api()))?;
+            let state = open_state(&cli)?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .map(|r| (r.line, r.into_new_number(org, None)))
+                .collect();
+            let started = std::time::Instant::now();
+            let published = state
+                .write_blocking(|conn, atlas| {
+                    relai::store::import_numbers(conn, atlas, rows, relai::store::now())
+                })
+                .map_err(api_error)?;
+            println!(
+                "imported {} numbers in {} ms",
+                published.len(),
+                started.elapsed().as_millis()
+            );
         }
         Command::Openapi => print!("{}", relai::openapi::spec_json()),
     }

@@ -17,15 +17,39 @@ with 304) and `Cache-Control: public, max-age=10`, and CORS is open to any origi
 Numbers and outages flagged `demo: true` are the historical demonstration of the 2 June 2021 outage: never dial them.",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later"),
     ),
+    modifiers(&BearerScheme),
     tags(
         (name = "lookup", description = "What to dial here"),
         (name = "numbers", description = "Substitute numbers"),
         (name = "outages", description = "Declared outages"),
         (name = "reference", description = "Territories and the service catalogue"),
         (name = "operations", description = "Probes for operators and load balancers"),
+        (name = "admin", description = "Organizations, accounts, tokens and the audit trail (admins only)"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer-token scheme the write and admin endpoints use.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An EdDSA (Ed25519) JWT issued by `relai token issue` or `POST /v1/admin/tokens`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Builds the document without a running server.
 pub fn spec() -> utoipa::openapi::OpenApi {

@@ -332,6 +332,7 @@ pub fn seed_demo(
                     declared_by,
                     declared_at: Some(row.declared_at),
                     demo: true,
+                    by_account: None,
                 },
                 now,
             )?;
@@ -371,6 +372,7 @@ pub fn seed_demo(
                 valid_from: Some(valid_from),
                 valid_until: None,
                 demo: true,
+                by_account: None,
             },
             now,
         )?;
@@ -408,7 +410,10 @@ pub fn clear_demo(
         .select((schema::numbers::id, schema::numbers::organization_id))
         .load(conn)?;
     for (id, organization) in numbers {
-        let actor = store::Actor::organization(organization.as_deref().unwrap_or_default());
+        let actor = store::Actor {
+            organization_id: organization,
+            account_id: None,
+        };
         store::retire_number(conn, atlas, &actor, &id, "Fin de la démonstration.", now)?;
         outcome.numbers += 1;
     }

@@ -3,13 +3,15 @@
 use std::net::TcpListener;
 
 use actix_cors::Cors;
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::{header, Method};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{error, middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::{self, DatabaseUrl, DbPool};
 use crate::error::{problem_response, ApiError};
@@ -72,12 +74,18 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::load(pool)?);
+        let auth = web::Data::new(Auth::load(
+            &config.jwt_private_key,
+            config.jwt_previous_key.as_deref(),
+        )?);
         let server_state = state.clone();
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .into_utoipa_app()
                 .openapi(<ApiDoc as utoipa::OpenApi>::openapi())
                 .app_data(server_state.clone())
+                .app_data(auth.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| bad_input(e.to_string())),
                 )
@@ -99,6 +107,7 @@ impl Application {
                     }),
                 )
                 .default_service(web::to(not_found))
+                .wrap(middleware::ErrorHandlers::new().default_handler(as_problem))
                 .wrap(cors())
                 .wrap(middleware::Compress::default())
                 .wrap(security_headers())
@@ -130,6 +139,38 @@ impl Application {
     pub fn into_server(self) -> Server {
         self.server
     }
+}
+
+/// The largest request body: a CSV import of the largest allowed size fits.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Turns any error answer that is not yet a problem document (413 from the payload limit,
+/// 405, errors of middleware) into one, so that every error a client sees is problem+json.
+fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || res.status().as_u16() < 400 {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let detail = match status.as_u16() {
+        413 => format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let problem = crate::error::Problem {
+        kind: "about:blank".to_owned(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors: Vec::new(),
+    };
+    let (req, _) = res.into_parts();
+    let response = problem_response(&problem);
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
 }
 
 fn bad_input(detail: String) -> error::Error {

@@ -28,12 +28,14 @@ pub enum StoreError {
     Conflict(String),
     #[error("the request has invalid fields")]
     Invalid(Vec<FieldError>),
+    #[error("the number changed meanwhile: it is at version {current}")]
+    Stale { current: i32 },
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
 
 impl StoreError {
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         StoreError::Invalid(vec![FieldError::new(field, message)])
     }
 }
@@ -56,15 +58,15 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-fn to_db(t: DateTime<Utc>) -> NaiveDateTime {
+pub(crate) fn to_db(t: DateTime<Utc>) -> NaiveDateTime {
     t.trunc_subsecs(6).naive_utc()
 }
 
-fn from_db(t: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn from_db(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
@@ -87,6 +89,8 @@ pub struct NewNumber {
     pub valid_from: Option<DateTime<Utc>>,
     pub valid_until: Option<DateTime<Utc>>,
     pub demo: bool,
+    /// The account publishing it, for the audit trail (none from the command line).
+    pub by_account: Option<String>,
 }
 
 /// An outage to declare.
@@ -99,9 +103,11 @@ pub struct NewOutage {
     /// When it began, if declared afterwards; now by default.
     pub declared_at: Option<DateTime<Utc>>,
     pub demo: bool,
+    /// The account declaring it, for the audit trail.
+    pub by_account: Option<String>,
 }
 
-fn check_text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
@@ -172,21 +178,21 @@ fn append_change(
 /// Who makes a change: an organization, and the account acting for it once accounts exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    pub organization_id: String,
+    pub organization_id: Option<String>,
     pub account_id: Option<String>,
 }
 
 impl Actor {
     pub fn organization(id: &str) -> Actor {
         Actor {
-            organization_id: id.to_owned(),
+            organization_id: Some(id.to_owned()),
             account_id: None,
         }
     }
 }
 
 /// Appends an event to the audit trail (append-only: nothing ever updates or deletes one).
-fn audit(
+pub(crate) fn audit(
     conn: &mut DbConnection,
     at: DateTime<Utc>,
     actor: Option<&Actor>,
@@ -199,12 +205,13 @@ fn audit(
         .values(AuditEventRow {
             id: new_id(),
             at: to_db(at),
-            organization_id: actor.map(|a| a.organization_id.clone()),
+            organization_id: actor.and_then(|a| a.organization_id.clone()),
             account_id: actor.and_then(|a| a.account_id.clone()),
             action: action.to_owned(),
             entity_kind: entity_kind.to_owned(),
             entity_id: entity_id.to_owned(),
             reason: reason.map(str::to_owned),
+            details: None,
         })
         .execute(conn)?;
     Ok(())
@@ -347,7 +354,10 @@ pub fn publish_number(
             &number.id,
             &number,
         )?;
-        let actor = Actor::organization(&org.id);
+        let actor = Actor {
+            organization_id: Some(org.id.clone()),
+            account_id: new.by_account.clone(),
+        };
         audit(
             conn,
             now,
@@ -495,7 +505,10 @@ pub fn declare_outage(
         let orgs = HashMap::from([(org.id.clone(), org.name.clone())]);
         let outage = outage_view(&row, services, atlas, &orgs);
         append_change(conn, now, change_kind::OUTAGE_DECLARED, &outage.id, &outage)?;
-        let actor = Actor::organization(&org.id);
+        let actor = Actor {
+            organization_id: Some(org.id.clone()),
+            account_id: new.by_account.clone(),
+        };
         audit(
             conn,
             now,
@@ -606,14 +619,14 @@ impl OutageRow {
     }
 }
 
-fn organization_names(conn: &mut DbConnection) -> QueryResult<HashMap<String, String>> {
+pub(crate) fn organization_names(conn: &mut DbConnection) -> QueryResult<HashMap<String, String>> {
     let rows: Vec<(String, String)> = schema::organizations::table
         .select((schema::organizations::id, schema::organizations::name))
         .load(conn)?;
     Ok(rows.into_iter().collect())
 }
 
-fn org_ref(id: &str, orgs: &HashMap<String, String>) -> OrganizationRef {
+pub(crate) fn org_ref(id: &str, orgs: &HashMap<String, String>) -> OrganizationRef {
     OrganizationRef {
         id: id.to_owned(),
         name: orgs.get(id).cloned().unwrap_or_default(),
@@ -789,4 +802,165 @@ pub fn number_history(
             })
             .collect(),
     ))
+}
+
+/// A correction of a published number: only what is given changes.
+#[derive(Debug, Clone, Default)]
+pub struct Correction {
+    pub phone: Option<PhoneNumber>,
+    pub label: Option<String>,
+    /// `Some(None)` removes the end of validity.
+    pub valid_until: Option<Option<DateTime<Utc>>>,
+    pub reason: Option<String>,
+}
+
+/// Corrects a published number in place if it is still at `expected_version`; appends
+/// `number.corrected`.
+pub fn correct_number(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    actor: &Actor,
+    id: &str,
+    expected_version: i32,
+    correction: Correction,
+    now: DateTime<Utc>,
+) -> Result<Number, StoreError> {
+    let mut errors = Vec::new();
+    if let Some(label) = &correction.label {
+        check_text("label", label, MAX_LABEL_CHARS, &mut errors);
+    }
+    if let Some(reason) = &correction.reason {
+        check_text("reason", reason, MAX_TEXT_CHARS, &mut errors);
+    }
+    if let Some(Some(until)) = correction.valid_until {
+        if until <= now {
+            errors.push(FieldError::new("valid_until", "must be in the future"));
+        }
+    }
+    if correction.phone.is_none() && correction.label.is_none() && correction.valid_until.is_none()
+    {
+        errors.push(FieldError::new(
+            "body",
+            "give at least one of phone, label, valid_until",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(StoreError::Invalid(errors));
+    }
+    conn.transaction(|conn| {
+        let mut row = load_number_row(conn, id)?;
+        if row.status != NumberStatus::Published.as_str() {
+            return Err(StoreError::Conflict(format!(
+                "number {id} is {}, not published",
+                row.status
+            )));
+        }
+        if row.version != expected_version {
+            return Err(StoreError::Stale {
+                current: row.version,
+            });
+        }
+        if let Some(phone) = &correction.phone {
+            use schema::numbers::dsl as n;
+            let duplicate: i64 = n::numbers
+                .filter(n::status.eq(NumberStatus::Published.as_str()))
+                .filter(n::service_code.eq(&row.service_code))
+                .filter(n::territory_kind.eq(&row.territory_kind))
+                .filter(n::territory_code.eq(&row.territory_code))
+                .filter(n::phone_e164.eq(phone.e164()))
+                .filter(n::id.ne(id))
+                .count()
+                .get_result(conn)?;
+            if duplicate > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "{} is already in force for this service and territory",
+                    phone.display()
+                )));
+            }
+            row.phone_e164 = phone.e164().to_owned();
+        }
+        if let Some(label) = &correction.label {
+            row.label = label.trim().to_owned();
+        }
+        if let Some(until) = correction.valid_until {
+            row.valid_until = until.map(to_db);
+        }
+        row.updated_at = to_db(now);
+        row.version += 1;
+        use schema::numbers::dsl as n;
+        let updated = diesel::update(
+            n::numbers
+                .filter(n::id.eq(id))
+                .filter(n::version.eq(expected_version)),
+        )
+        .set((
+            n::phone_e164.eq(&row.phone_e164),
+            n::label.eq(&row.label),
+            n::valid_until.eq(row.valid_until),
+            n::updated_at.eq(row.updated_at),
+            n::version.eq(row.version),
+        ))
+        .execute(conn)?;
+        if updated != 1 {
+            return Err(StoreError::Stale {
+                current: row.version,
+            });
+        }
+        let orgs = organization_names(conn)?;
+        let number = number_view(&row, atlas, &orgs)
+            .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
+        append_change(
+            conn,
+            now,
+            change_kind::NUMBER_CORRECTED,
+            &number.id,
+            &number,
+        )?;
+        audit(
+            conn,
+            now,
+            Some(actor),
+            change_kind::NUMBER_CORRECTED,
+            "number",
+            &number.id,
+            correction.reason.as_deref(),
+        )?;
+        Ok(number)
+    })
+}
+
+/// Publishes every row or none, in one transaction. Each row comes with its line in the
+/// source file; every failing row is reported with its line.
+pub fn import_numbers(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    rows: Vec<(u64, NewNumber)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Number>, StoreError> {
+    conn.transaction(|conn| {
+        let mut published = Vec::with_capacity(rows.len());
+        let mut errors = Vec::new();
+        for (line, row) in rows {
+            match publish_number(conn, atlas, row, now) {
+                Ok(n) => published.push(n),
+                Err(StoreError::Invalid(fields)) => {
+                    errors.extend(fields.into_iter().map(|mut f| {
+                        f.line = Some(line);
+                        f
+                    }))
+                }
+                Err(StoreError::Conflict(message)) => {
+                    let mut f = FieldError::new("phone", message);
+                    f.line = Some(line);
+                    errors.push(f);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if errors.is_empty() {
+            Ok(published)
+        } else {
+            Err(StoreError::Invalid(errors))
+        }
+    })
 }

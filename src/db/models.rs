@@ -149,4 +149,39 @@ pub struct AuditEventRow {
     pub entity_kind: String,
     pub entity_id: String,
     pub reason: Option<String>,
+    pub details: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts)]
+pub struct AccountRow {
+    pub id: String,
+    pub organization_id: Option<String>,
+    pub role: String,
+    pub name: String,
+    pub enabled: i32,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tokens)]
+pub struct TokenRow {
+    pub jti: String,
+    pub account_id: String,
+    pub issued_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct IdempotencyRow {
+    pub account_id: String,
+    pub idempotency_key: String,
+    pub request_digest: String,
+    pub status: i32,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    pub body: String,
+    pub created_at: NaiveDateTime,
 }

@@ -146,7 +146,56 @@ diesel::table! {
         entity_kind -> Text,
         entity_id -> Text,
         reason -> Nullable<Text>,
+        details -> Nullable<Text>,
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(audit_events, organizations);
+diesel::table! {
+    organization_scopes (organization_id, scope) {
+        organization_id -> Text,
+        scope -> Text,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        organization_id -> Nullable<Text>,
+        role -> Text,
+        name -> Text,
+        enabled -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tokens (jti) {
+        jti -> Text,
+        account_id -> Text,
+        issued_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (account_id, idempotency_key) {
+        account_id -> Text,
+        idempotency_key -> Text,
+        request_digest -> Text,
+        status -> Integer,
+        location -> Nullable<Text>,
+        etag -> Nullable<Text>,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
+    organizations,
+    organization_scopes,
+    accounts,
+    tokens,
+    idempotency_keys,
+);

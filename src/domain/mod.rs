@@ -3,10 +3,12 @@
 
 mod codes;
 mod phone;
+mod roles;
 mod territory;
 
 pub use codes::{CodeError, DepartementCode, InseeCode, Postcode, ServiceCode};
 pub use phone::{PhoneError, PhoneNumber};
+pub use roles::{OrganizationKind, Role};
 pub use territory::{
     Geography, Scope, ScopeError, Territory, TerritoryError, TerritoryKind, NATIONAL_CODE,
 };

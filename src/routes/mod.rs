@@ -1,11 +1,13 @@
 //! Thin HTTP handlers, one file per resource, wired with `.service()` so the OpenAPI
 //! document is collected from the very routes that are served.
 
+pub mod admin;
 pub mod health;
 pub mod lookup;
 pub mod numbers;
 pub mod outages;
 pub mod reference;
+pub mod writes;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -16,9 +18,24 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reference::get_postcode)
         .service(lookup::lookup)
         .service(numbers::list_numbers)
+        .service(numbers::numbers_csv)
         .service(numbers::get_number)
         .service(numbers::number_history)
+        .service(writes::publish)
+        .service(writes::import_csv)
+        .service(writes::correct)
+        .service(writes::retire)
         .service(outages::list_outages)
+        .service(writes::declare)
+        .service(writes::resolve)
         .service(health::healthz)
-        .service(health::readyz);
+        .service(health::readyz)
+        .service(admin::list_organizations)
+        .service(admin::create_organization)
+        .service(admin::list_accounts)
+        .service(admin::create_account)
+        .service(admin::change_account)
+        .service(admin::issue_token)
+        .service(admin::revoke_token)
+        .service(admin::audit);
 }

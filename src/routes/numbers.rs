@@ -47,7 +47,7 @@ pub struct NumberPage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+pub fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
     match raw {
         None => Ok(DEFAULT_LIMIT),
         Some(s) => match s.parse::<usize>() {
@@ -157,7 +157,14 @@ pub async fn get_number(
     let number = dir
         .number(&path)
         .ok_or_else(|| ApiError::NotFound(format!("unknown number {}", path.as_str())))?;
-    cached_json(&req, number.as_ref())
+    let body =
+        serde_json::to_vec(number.as_ref()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(crate::http::cached_with_etag(
+        &req,
+        "application/json",
+        body,
+        crate::http::version_etag(number.version),
+    ))
 }
 
 /// A number's history.
@@ -199,4 +206,85 @@ pub async fn number_history(
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     let items = events.ok_or_else(|| ApiError::NotFound(format!("unknown number {id}")))?;
     cached_json(&req, &NumberHistory { items })
+}
+
+/// Cells a spreadsheet would run as a formula are prefixed with `'` (CSV injection).
+fn safe_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}").into(),
+        _ => value.into(),
+    }
+}
+
+/// The numbers in force as CSV
+///
+/// The same filters as `/v1/numbers`, all pages at once. Columns: the import columns
+/// (`service,territory_kind,territory_code,phone,label,valid_until`, phone in national form)
+/// then `id,provenance,organization,source_url,demo`. Cells that a spreadsheet would take for
+/// a formula are prefixed with `'`.
+#[utoipa::path(
+    tag = "numbers",
+    params(NumberQuery),
+    responses(
+        (status = 200, description = "The numbers", content_type = "text/csv", body = String),
+        (status = 400, description = "Malformed filter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/numbers.csv")]
+pub async fn numbers_csv(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<NumberQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = query.filter()?;
+    let dir = state.directory();
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| ApiError::Internal(e.to_string());
+    out.write_record([
+        "service",
+        "territory_kind",
+        "territory_code",
+        "phone",
+        "label",
+        "valid_until",
+        "id",
+        "provenance",
+        "organization",
+        "source_url",
+        "demo",
+    ])
+    .map_err(csv_err)?;
+    for n in dir.filter_in_force(&filter, crate::store::now()) {
+        let (provenance, organization, source) = match &n.provenance {
+            crate::model::Provenance::Official { organization } => {
+                ("official", organization.name.as_str(), "")
+            }
+            crate::model::Provenance::Relayed {
+                source_url,
+                verified_by,
+            } => ("relayed", verified_by.name.as_str(), source_url.as_str()),
+        };
+        let until = n
+            .valid_until
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        out.write_record([
+            safe_cell(&n.service).as_ref(),
+            n.territory.kind.as_str(),
+            safe_cell(&n.territory.code).as_ref(),
+            &n.phone.national,
+            safe_cell(&n.label).as_ref(),
+            &until,
+            &n.id,
+            provenance,
+            safe_cell(organization).as_ref(),
+            safe_cell(source).as_ref(),
+            if n.demo { "true" } else { "false" },
+        ])
+        .map_err(csv_err)?;
+    }
+    let body = out
+        .into_inner()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(crate::http::cached(&req, "text/csv; charset=utf-8", body))
 }

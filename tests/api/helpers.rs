@@ -313,6 +313,7 @@ impl TestApp {
                     valid_from: spec.valid_from,
                     valid_until: spec.valid_until,
                     demo: false,
+                    by_account: None,
                 },
                 store::now(),
             )
@@ -344,6 +345,7 @@ impl TestApp {
                     declared_by: org,
                     declared_at: None,
                     demo: false,
+                    by_account: None,
                 },
                 store::now(),
             )
