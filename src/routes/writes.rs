@@ -119,6 +119,38 @@ fn phone(input: &str, errors: &mut Vec<FieldError>) -> Option<PhoneNumber> {
         .ok()
 }
 
+/// Unknown services and territories are invalid input (422), not a matter of scope (403).
+fn check_known(
+    atlas: &Atlas,
+    services: &[&ServiceCode],
+    territory: &Territory,
+) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for s in services {
+        if atlas.service(s.as_str()).is_none() {
+            errors.push(FieldError::new(
+                "service",
+                format!("unknown service {s}; see /v1/services"),
+            ));
+        }
+    }
+    if atlas.describe(territory).is_none() {
+        errors.push(FieldError::new(
+            "territory",
+            format!(
+                "no {} with code {:?} in the reference data",
+                territory.kind(),
+                territory.code()
+            ),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(unprocessable(errors))
+    }
+}
+
 fn unprocessable(errors: Vec<FieldError>) -> ApiError {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     let detail = format!("invalid field(s): {}", fields.join(", "));
@@ -295,6 +327,7 @@ pub async fn publish(
     let (Some(service), Some(territory), Some(phone)) = (service, territory, phone) else {
         return Err(unprocessable(errors));
     };
+    check_known(state.atlas(), &[&service], &territory)?;
     let organization_id = acting_organization(&caller)?;
     if !caller.may_act(&service, &territory, state.atlas().as_ref()) {
         return Err(out_of_scope(&caller, &service, &territory));
@@ -565,6 +598,11 @@ pub async fn declare(
         return Err(unprocessable(errors));
     };
     let services: Vec<ServiceCode> = services.into_iter().flatten().collect();
+    check_known(
+        state.atlas(),
+        &services.iter().collect::<Vec<_>>(),
+        &territory,
+    )?;
     let organization = acting_organization(&caller)?;
     if let Some(s) = services
         .iter()
@@ -707,6 +745,22 @@ pub async fn import_csv(
     let organization_id = acting_organization(&caller)?;
     let rows = import::parse(&body).map_err(|e| e.into_api())?;
     let atlas = state.atlas().clone();
+    let unknown: Vec<FieldError> = rows
+        .iter()
+        .filter_map(|r| match check_known(&atlas, &[&r.service], &r.territory) {
+            Err(ApiError::Unprocessable { errors, .. }) => {
+                Some(errors.into_iter().map(move |mut e| {
+                    e.line = Some(r.line);
+                    e
+                }))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unprocessable(unknown));
+    }
     let outside: Vec<String> = rows
         .iter()
         .filter(|r| !caller.may_act(&r.service, &r.territory, atlas.as_ref()))

@@ -63,6 +63,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: actix_web::web::Data<AppState>,
     pub database_url: String,
+    /// The key the app signs tokens with.
+    pub jwt_key: PathBuf,
     _guard: DatabaseGuard,
 }
 
@@ -74,13 +76,22 @@ impl Drop for TestApp {
 
 /// Removes the test's database when the test ends.
 enum DatabaseGuard {
-    Sqlite { _dir: tempdir::TempDir },
-    Postgres { admin_url: String, name: String },
+    Sqlite {
+        _dir: tempdir::TempDir,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        _dir: tempdir::TempDir,
+    },
 }
 
 impl Drop for DatabaseGuard {
     fn drop(&mut self) {
-        if let DatabaseGuard::Postgres { admin_url, name } = self {
+        if let DatabaseGuard::Postgres {
+            admin_url, name, ..
+        } = self
+        {
             if let Ok(mut conn) = PgConnection::establish(admin_url) {
                 let _ =
                     conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
@@ -213,10 +224,16 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
                 ))
                 .expect("create test database");
             let url = with_database(&admin_url, &name);
+            let dir = tempdir::TempDir::new();
+            let data_dir = dir.path().to_owned();
             (
                 url,
-                DatabaseGuard::Postgres { admin_url, name },
-                std::env::temp_dir(),
+                DatabaseGuard::Postgres {
+                    admin_url,
+                    name,
+                    _dir: dir,
+                },
+                data_dir,
             )
         }
     };
@@ -235,6 +252,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             .expect("client"),
         state,
         database_url,
+        jwt_key: config.jwt_private_key.clone(),
         _guard: guard,
     }
 }
@@ -352,6 +370,124 @@ impl TestApp {
         })
         .await
         .expect("declare outage")
+    }
+
+    /// The app's signing keys.
+    pub fn auth(&self) -> relai::auth::Auth {
+        relai::auth::Auth::load(&self.jwt_key, None).expect("keys")
+    }
+
+    /// Creates an organization with scopes through the library, and an account of `role`
+    /// in it, and returns (organization id, account id, token).
+    pub async fn account_with(
+        &self,
+        org_name: &str,
+        kind: &str,
+        scopes: &[&str],
+        role: &str,
+    ) -> (String, String, String) {
+        let (org_name, kind, role) = (org_name.to_owned(), kind.to_owned(), role.to_owned());
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let org = self
+            .write(move |conn, atlas| {
+                relai::accounts::create_organization(
+                    conn,
+                    atlas,
+                    None,
+                    &org_name,
+                    &kind,
+                    &scopes,
+                    store::now(),
+                )
+            })
+            .await
+            .expect("organization");
+        let org_id = org.id.clone();
+        let account = self
+            .write(move |conn, _| {
+                relai::accounts::create_account(
+                    conn,
+                    None,
+                    Some(&org_id),
+                    &role,
+                    "Test account",
+                    store::now(),
+                )
+            })
+            .await
+            .expect("account");
+        let token = self.token_for(&account.id).await;
+        (org.id, account.id, token)
+    }
+
+    /// An admin account without organization, and its token.
+    pub async fn admin_token(&self) -> String {
+        let account = self
+            .write(|conn, _| {
+                relai::accounts::create_account(
+                    conn,
+                    None,
+                    None,
+                    "admin",
+                    "Opérateur",
+                    store::now(),
+                )
+            })
+            .await
+            .expect("admin");
+        self.token_for(&account.id).await
+    }
+
+    pub async fn token_for(&self, account_id: &str) -> String {
+        let auth = self.auth();
+        let id = account_id.to_owned();
+        self.write(move |conn, _| {
+            relai::accounts::issue_token(
+                conn,
+                &auth.signer,
+                None,
+                &id,
+                std::time::Duration::from_secs(3600),
+                store::now(),
+            )
+        })
+        .await
+        .expect("token")
+        .token
+    }
+
+    /// A JSON request with a bearer token.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await;
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Counts rows of the changes log, straight from storage.

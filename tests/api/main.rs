@@ -3,9 +3,12 @@
 
 mod helpers;
 
+mod authorities;
 mod conventions;
 mod lookup;
 mod numbers;
 mod openapi;
 mod reference;
 mod seeding;
+mod tokens;
+mod writes;

@@ -1,0 +1,369 @@
+//! Outages, corrections, retirements, idempotent retries and CSV import through the API.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::backend_tests;
+use crate::helpers::TestApp;
+
+fn eighteen(lookup: &Value) -> Value {
+    lookup["communes"][0]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "18")
+        .unwrap()
+        .clone()
+}
+
+backend_tests!(
+    an_outage_declared_then_resolved,
+    |app: TestApp| async move {
+        let (_, _, token) = app
+            .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+            .await;
+        let (status, outage) = app
+        .post("/v1/outages", &token, json!({"services": ["18"], "territory": {"kind": "departement", "code": "33"}, "description": "Le 18 ne répond plus en Gironde."}))
+        .await;
+        assert_eq!(status, 201, "{outage}");
+        let outage_id = outage["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            eighteen(&app.get_json("/v1/lookup?postcode=33000").await.1)["status"],
+            "outage"
+        );
+        // An outage for a service outside the scope is refused.
+        let (status, _) = app.post("/v1/outages", &token, json!({"services": ["18", "15"], "territory": {"kind": "departement", "code": "33"}, "description": "x"})).await;
+        assert_eq!(status, 403);
+
+        let (status, n) = app
+        .post("/v1/numbers", &token, json!({"service": "18", "territory": {"kind": "departement", "code": "33"}, "phone": "05 56 90 18 18", "label": "CTA-CODIS 33", "outage_id": outage_id}))
+        .await;
+        assert_eq!(status, 201, "{n}");
+        let id = n["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            eighteen(&app.get_json("/v1/lookup?postcode=33000").await.1)["numbers"][0]["id"],
+            id.as_str()
+        );
+
+        let (status, resolved) = app
+            .post(
+                &format!("/v1/outages/{outage_id}/resolve"),
+                &token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{resolved}");
+        assert_eq!(resolved["retired"][0]["id"], id.as_str());
+        let after = eighteen(&app.get_json("/v1/lookup?postcode=33000").await.1);
+        assert_eq!(after["status"], "normal");
+        assert!(after["numbers"].as_array().unwrap().is_empty());
+        let (_, history) = app.get_json(&format!("/v1/numbers/{id}/history")).await;
+        let events: Vec<(&str, &str)> = history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap(),
+                    e["organization"]["name"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("number.published", "SDIS 33"),
+                ("number.retired", "SDIS 33")
+            ]
+        );
+        let (status, _) = app
+            .post(
+                &format!("/v1/outages/{outage_id}/resolve"),
+                &token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 409);
+    }
+);
+
+backend_tests!(corrections_need_if_match, |app: TestApp| async move {
+    let (_, _, token) = app
+        .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+        .await;
+    let (_, n) = app.post("/v1/numbers", &token, json!({"service": "18", "territory": {"kind": "departement", "code": "33"}, "phone": "0556123456", "label": "CTA"})).await;
+    let path = format!("/v1/numbers/{}", n["id"].as_str().unwrap());
+    let patch = |if_match: Option<&str>, body: Value| {
+        let mut r = app
+            .client
+            .patch(app.url(&path))
+            .bearer_auth(&token)
+            .json(&body);
+        if let Some(v) = if_match {
+            r = r.header("If-Match", v.to_owned());
+        }
+        r.send()
+    };
+    assert_eq!(
+        patch(None, json!({"label": "CTA-CODIS 33"}))
+            .await
+            .unwrap()
+            .status(),
+        428
+    );
+    assert_eq!(
+        patch(Some("\"7\""), json!({"label": "CTA-CODIS 33"}))
+            .await
+            .unwrap()
+            .status(),
+        412
+    );
+    let etag = app.get(&path).await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(etag, "\"1\"");
+    let ok = patch(
+        Some(&etag),
+        json!({"phone": "05 56 12 34 99", "reason": "Erreur de saisie"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["etag"], "\"2\"");
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["phone"]["national"], "0556123499");
+    assert_eq!(body["version"], 2);
+    // The old ETag is now stale; changing the territory is refused.
+    assert_eq!(
+        patch(Some(&etag), json!({"label": "x"}))
+            .await
+            .unwrap()
+            .status(),
+        412
+    );
+    let refused = patch(
+        Some("\"2\""),
+        json!({"territory": {"kind": "departement", "code": "75"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 422);
+    let (_, history) = app.get_json(&format!("{path}/history")).await;
+    assert_eq!(history["items"][1]["action"], "number.corrected");
+    assert_eq!(history["items"][1]["reason"], "Erreur de saisie");
+});
+
+backend_tests!(
+    retirement_needs_scope_and_reason,
+    |app: TestApp| async move {
+        let (_, _, token) = app
+            .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+            .await;
+        let (_, _, other) = app
+            .account_with("SDIS 89", "sdis", &["18:departement:89"], "authority")
+            .await;
+        let (_, n) = app.post("/v1/numbers", &token, json!({"service": "18", "territory": {"kind": "departement", "code": "33"}, "phone": "0556123456", "label": "CTA"})).await;
+        let retire = format!("/v1/numbers/{}/retire", n["id"].as_str().unwrap());
+        assert_eq!(
+            app.post(&retire, &other, json!({"reason": "x"})).await.0,
+            403
+        );
+        assert_eq!(
+            app.post(&retire, &token, json!({"reason": " "})).await.0,
+            422
+        );
+        assert_eq!(app.post(&retire, &token, json!({})).await.0, 422);
+        let (status, body) = app
+            .post(&retire, &token, json!({"reason": "Numéro remplacé"}))
+            .await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("retired")));
+        assert_eq!(
+            app.post(&retire, &token, json!({"reason": "encore"}))
+                .await
+                .0,
+            409
+        );
+        let admin = app.admin_token().await;
+        assert_eq!(
+            app.post(
+                "/v1/numbers/0190c5a3-0000-7000-8000-000000000000/retire",
+                &admin,
+                json!({"reason": "x"})
+            )
+            .await
+            .0,
+            404
+        );
+    }
+);
+
+backend_tests!(idempotent_retries_write_once, |app: TestApp| async move {
+    let (_, _, token) = app
+        .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+        .await;
+    let body = json!({"service": "18", "territory": {"kind": "departement", "code": "33"}, "phone": "0556123456", "label": "CTA"});
+    let send = |key: &str, body: &Value| {
+        app.client
+            .post(app.url("/v1/numbers"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key.to_owned())
+            .json(body)
+            .send()
+    };
+    let first = send("retry-1", &body).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first_location = first.headers()["location"].clone();
+    let first_body: Value = first.json().await.unwrap();
+    let before = app.change_count();
+    let again = send("retry-1", &body).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["location"], first_location);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first_body);
+    assert_eq!(app.change_count(), before, "nothing written twice");
+    let mut other = body.clone();
+    other["phone"] = json!("0556000000");
+    let reused = send("retry-1", &other).await.unwrap();
+    assert_eq!(reused.status(), 422);
+    assert_eq!(app.change_count(), before);
+    let bad_key = send(&"k".repeat(300), &other).await.unwrap();
+    assert_eq!(bad_key.status(), 400);
+});
+
+fn import_file(rows: usize, bad_line: Option<usize>) -> String {
+    let mut file = String::from("service,territory_kind,territory_code,phone,label,valid_until\n");
+    for i in 0..rows {
+        let line = i + 2;
+        let phone = if Some(line) == bad_line {
+            "0899000000".to_owned()
+        } else {
+            format!(
+                "05 5{} {:02} {:02} {:02}",
+                i / 1_000_000,
+                (i / 10_000) % 100,
+                (i / 100) % 100,
+                i % 100
+            )
+        };
+        file.push_str(&format!("18,departement,33,{phone},Ligne {i},\n"));
+    }
+    file
+}
+
+async fn import(app: &TestApp, token: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url("/v1/numbers/import"))
+        .bearer_auth(token)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+backend_tests!(a_csv_import_is_all_or_nothing, |app: TestApp| async move {
+    let (_, _, token) = app
+        .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+        .await;
+    let before = app.change_count();
+    // Line 7,001 of the file is row 7,000.
+    let (status, problem) = import(
+        &app,
+        &token,
+        "text/csv",
+        import_file(10_000, Some(7_001)).into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 1);
+    assert_eq!(problem["errors"][0]["line"], 7_001);
+    assert_eq!(problem["errors"][0]["field"], "phone");
+    assert_eq!(app.change_count(), before);
+
+    let header = "service,territory_kind,territory_code,phone,label,valid_until\n";
+    for (content_type, body, status) in [
+        (
+            "text/csv",
+            "service,territory,phone\n18,departement,0556\n"
+                .as_bytes()
+                .to_vec(),
+            422,
+        ),
+        ("text/csv", header.as_bytes().to_vec(), 422),
+        (
+            "text/csv",
+            [
+                header.as_bytes(),
+                b"18,departement,33,0556123456,Pr\xe9fecture,\n",
+            ]
+            .concat(),
+            422,
+        ),
+        ("application/json", b"{}".to_vec(), 415),
+    ] {
+        assert_eq!(import(&app, &token, content_type, body).await.0, status);
+    }
+    // A row outside the scope: 403, nothing written.
+    let outside =
+        format!("{header}18,departement,33,0556123456,ok,\n17,departement,33,0556123457,no,\n");
+    let (status, problem) = import(&app, &token, "text/csv", outside.into_bytes()).await;
+    assert_eq!(status, 403);
+    assert!(
+        problem["detail"].as_str().unwrap().contains('3'),
+        "{problem}"
+    );
+    // Unknown territories are named by line, before any scope question.
+    let unknown =
+        format!("{header}18,departement,33,0556123456,ok,\n18,commune,33999,0556123457,no,\n");
+    let (status, problem) = import(&app, &token, "text/csv", unknown.into_bytes()).await;
+    assert_eq!(
+        (status, problem["errors"][0]["line"].as_u64()),
+        (422, Some(3)),
+        "{problem}"
+    );
+    // A duplicate inside the file is named too.
+    let twice =
+        format!("{header}18,departement,33,0556123456,a,\n18,departement,33,05 56 12 34 56,b,\n");
+    let (status, problem) = import(&app, &token, "text/csv", twice.into_bytes()).await;
+    assert_eq!(
+        (status, problem["errors"][0]["line"].as_u64()),
+        (422, Some(3))
+    );
+    assert_eq!(app.change_count(), before);
+
+    let started = std::time::Instant::now();
+    let (status, result) = import(
+        &app,
+        &token,
+        "text/csv",
+        import_file(10_000, None).into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{result}");
+    assert_eq!(result["imported"], 10_000);
+    eprintln!("10,000-row import: {:?}", started.elapsed());
+    let (_, page) = app.get_json("/v1/numbers?limit=1000").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1000);
+    let csv = app.get("/v1/numbers.csv").await.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 10_001);
+});
+
+backend_tests!(the_csv_export_defuses_formulas, |app: TestApp| async move {
+    let (_, _, token) = app
+        .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+        .await;
+    let (status, _) = app.post("/v1/numbers", &token, json!({"service": "18", "territory": {"kind": "departement", "code": "33"}, "phone": "0556123456", "label": "=HYPERLINK(\"http://evil\")"})).await;
+    assert_eq!(status, 201);
+    let response = app.send(Method::GET, "/v1/numbers.csv", None, None).await;
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = response.text().await.unwrap();
+    assert!(text.contains("'=HYPERLINK"), "{text}");
+    assert!(text.contains(",0556123456,"), "{text}");
+});
