@@ -182,19 +182,9 @@ impl ResponseError for ApiError {
         }
         let mut response = problem_response(&self.problem());
         if let ApiError::Unauthorized(detail) = self {
-            // RFC 6750: the challenge, with the reason when a token was sent.
-            let value = format!(
-                "Bearer realm=\"relai\", error=\"invalid_token\", error_description=\"{}\"",
-                detail.replace('"', "'")
-            );
-            if let Ok(v) = header::HeaderValue::from_str(&value) {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            } else {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer realm=\"relai\""),
-                );
-            }
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, bearer_challenge(detail));
         }
         if matches!(self, ApiError::Unavailable(_)) {
             response
@@ -219,6 +209,24 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+/// The RFC 6750 challenge: without an error code when no token was sent, with
+/// `invalid_token` and the reason otherwise.
+fn bearer_challenge(detail: &str) -> header::HeaderValue {
+    if detail == NO_TOKEN {
+        return header::HeaderValue::from_static("Bearer realm=\"relai\"");
+    }
+    let value = format!(
+        "Bearer realm=\"relai\", error=\"invalid_token\", error_description=\"{}\"",
+        detail.replace(['"', '\\'], "'")
+    );
+    header::HeaderValue::from_str(&value).unwrap_or_else(|_| {
+        header::HeaderValue::from_static("Bearer realm=\"relai\", error=\"invalid_token\"")
+    })
+}
+
+/// The detail of a 401 for a request without token.
+pub const NO_TOKEN: &str = "a bearer token is required";
 
 fn summarize(errors: &[FieldError]) -> String {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();

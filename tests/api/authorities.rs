@@ -455,3 +455,116 @@ backend_tests!(
         assert_eq!(app.change_count(), before);
     }
 );
+
+backend_tests!(
+    the_command_line_manages_authorities,
+    |app: TestApp| async move {
+        let relai = |args: &[&str]| {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_relai"))
+                .args([
+                    "--database-url",
+                    &app.database_url,
+                    "--jwt-private-key",
+                    app.jwt_key.to_str().unwrap(),
+                ])
+                .args(args)
+                .env("RELAI_LOG", "error")
+                .output()
+                .expect("relai runs");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        };
+        let (ok, out, err) = relai(&[
+            "org",
+            "create",
+            "--name",
+            "SDIS 33",
+            "--kind",
+            "sdis",
+            "--scope",
+            "18:departement:33",
+        ]);
+        assert!(ok, "{err}");
+        let org: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(org["scopes"], json!(["18:departement:33"]));
+        let org_id = org["id"].as_str().unwrap();
+        let (ok, _, err) = relai(&[
+            "org",
+            "create",
+            "--name",
+            "X",
+            "--kind",
+            "sdis",
+            "--scope",
+            "18:departement:20",
+        ]);
+        assert!(!ok && err.contains("scopes[0]"), "{err}");
+        let (ok, out, err) = relai(&[
+            "account",
+            "create",
+            "--org",
+            org_id,
+            "--role",
+            "authority",
+            "--name",
+            "CTA-CODIS 33",
+        ]);
+        assert!(ok, "{err}");
+        let account: Value = serde_json::from_str(&out).unwrap();
+        let (ok, token, err) = relai(&[
+            "token",
+            "issue",
+            "--account",
+            account["id"].as_str().unwrap(),
+            "--ttl",
+            "1h",
+        ]);
+        assert!(ok, "{err}");
+        let token = token.trim().to_owned();
+        assert_eq!(token.split('.').count(), 3, "the token alone");
+        let (status, _) = app
+            .post(
+                "/v1/numbers",
+                &token,
+                number("18", "departement", "33", "0556123456"),
+            )
+            .await;
+        assert_eq!(status, 201);
+
+        let dir = std::env::temp_dir().join(format!("relai-import-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("numbers.csv");
+        std::fs::write(&file, "service,territory_kind,territory_code,phone,label,valid_until\n18,commune,33063,0556000001,Bordeaux,\nx,commune,33063,0899000000,,\n").unwrap();
+        let (ok, _, err) = relai(&["import", file.to_str().unwrap(), "--org", org_id]);
+        assert!(
+            !ok && err.contains("line 3, service") && err.contains("line 3, phone"),
+            "{err}"
+        );
+        std::fs::write(&file, "service,territory_kind,territory_code,phone,label,valid_until\n18,commune,33063,0556000001,Bordeaux,\n").unwrap();
+        let (ok, out, err) = relai(&["import", file.to_str().unwrap(), "--org", org_id]);
+        assert!(ok && out.starts_with("imported 1 numbers"), "{out} {err}");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let payload = token.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        let (ok, _, err) = relai(&["token", "revoke", "--jti", claims["jti"].as_str().unwrap()]);
+        assert!(ok, "{err}");
+        let (status, _) = app
+            .post(
+                "/v1/numbers",
+                &token,
+                number("18", "departement", "33", "0556123457"),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+);
