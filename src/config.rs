@@ -22,7 +22,12 @@ pub struct Config {
     pub jwt_private_key: PathBuf,
     /// During a key rotation, the previous key (private or public PEM), still trusted to verify.
     pub jwt_previous_key: Option<PathBuf>,
+    /// Citizens' tips accepted per address per hour.
+    pub tips_per_hour: u32,
 }
+
+/// The default of [`Config::tips_per_hour`]: strict, a person reports a few numbers at most.
+pub const DEFAULT_TIPS_PER_HOUR: u32 = 10;
 
 impl Config {
     /// The default database URL for a data directory.
@@ -45,6 +50,7 @@ impl Config {
             workers: 2,
             jwt_private_key: Self::default_jwt_key(data_dir),
             jwt_previous_key: None,
+            tips_per_hour: DEFAULT_TIPS_PER_HOUR,
         }
     }
 }

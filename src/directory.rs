@@ -204,6 +204,19 @@ impl Directory {
         Vec::new()
     }
 
+    /// The numbers in force for `service` at exactly `territory`.
+    pub fn in_force_at(
+        &self,
+        service: &str,
+        territory: &Territory,
+        now: DateTime<Utc>,
+    ) -> Vec<Arc<Number>> {
+        self.by_place
+            .get(&(service.to_owned(), territory.clone()))
+            .map(|list| list.iter().filter(|n| n.in_force(now)).cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Published numbers in force matching the filters of `GET /v1/numbers`.
     pub fn filter_in_force<'a>(
         &'a self,

@@ -34,6 +34,9 @@ struct Cli {
     /// During a key rotation: the previous key (private or public PEM), still trusted to verify.
     #[arg(long, env = "RELAI_JWT_PREVIOUS_KEY", global = true)]
     jwt_previous_key: Option<PathBuf>,
+    /// Citizens' tips (POST /v1/tips) accepted per client address per hour.
+    #[arg(long, env = "RELAI_TIPS_PER_HOUR", default_value_t = relai::config::DEFAULT_TIPS_PER_HOUR, global = true)]
+    tips_per_hour: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,6 +150,7 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
             .clone()
             .unwrap_or_else(|| Config::default_jwt_key(&cli.data_dir)),
         jwt_previous_key: cli.jwt_previous_key.clone(),
+        tips_per_hour: cli.tips_per_hour,
     }
 }
 

@@ -87,8 +87,8 @@ pub enum Provenance {
     Relayed {
         /// Where the number was seen.
         source_url: String,
-        /// The organization of the moderator who checked it.
-        verified_by: OrganizationRef,
+        /// The organization of the reviewer who checked it; null while it waits for review.
+        verified_by: Option<OrganizationRef>,
     },
 }
 

@@ -16,6 +16,8 @@ use crate::config::Config;
 use crate::db::{self, DatabaseUrl, DbPool};
 use crate::error::{problem_response, ApiError};
 use crate::openapi::ApiDoc;
+use crate::ratelimit::RateLimiter;
+use crate::routes::moderation::TipLimiter;
 use crate::seed::{self, Reference, SeedOutcome};
 use crate::state::AppState;
 
@@ -78,6 +80,10 @@ impl Application {
             &config.jwt_private_key,
             config.jwt_previous_key.as_deref(),
         )?);
+        let tips = web::Data::new(TipLimiter(RateLimiter::new(
+            config.tips_per_hour,
+            std::time::Duration::from_secs(3600),
+        )));
         let server_state = state.clone();
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
@@ -85,6 +91,7 @@ impl Application {
                 .openapi(<ApiDoc as utoipa::OpenApi>::openapi())
                 .app_data(server_state.clone())
                 .app_data(auth.clone())
+                .app_data(tips.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| bad_input(e.to_string())),

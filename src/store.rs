@@ -28,6 +28,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("the request has invalid fields")]
     Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the number changed meanwhile: it is at version {current}")]
     Stale { current: i32 },
     #[error(transparent)]
@@ -47,6 +49,14 @@ pub mod change_kind {
     pub const NUMBER_RETIRED: &str = "number.retired";
     pub const OUTAGE_DECLARED: &str = "outage.declared";
     pub const OUTAGE_RESOLVED: &str = "outage.resolved";
+    /// A submission or tip waits for review (its payload carries no unchecked number).
+    pub const NUMBER_SUBMITTED: &str = "number.submitted";
+    pub const NUMBER_REJECTED: &str = "number.rejected";
+    /// Retired because an approved correction replaces it.
+    pub const NUMBER_SUPERSEDED: &str = "number.superseded";
+    /// On the audit trail only: a reviewer approved a submission (the changes log says
+    /// `number.published`).
+    pub const NUMBER_APPROVED: &str = "number.approved";
 }
 
 /// The longest label and description accepted.
@@ -155,7 +165,7 @@ fn organization(conn: &mut DbConnection, id: &str) -> Result<OrganizationRow, St
         })
 }
 
-fn append_change(
+pub(crate) fn append_change(
     conn: &mut DbConnection,
     at: DateTime<Utc>,
     kind: &str,
@@ -340,6 +350,13 @@ pub fn publish_number(
             retire_reason: None,
             is_demo: new.demo.into(),
             version: 1,
+            submission_kind: None,
+            submitted_by: None,
+            supersedes: None,
+            comment: None,
+            decided_by: None,
+            decided_at: None,
+            decision_reason: None,
         };
         diesel::insert_into(schema::numbers::table)
             .values(&row)
@@ -367,6 +384,22 @@ pub fn publish_number(
             &number.id,
             None,
         )?;
+        // The official word wins: relayed numbers for the same service and territory go.
+        let relayed: Vec<NumberRow> = schema::numbers::table
+            .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
+            .filter(schema::numbers::provenance_kind.eq("relayed"))
+            .filter(schema::numbers::service_code.eq(new.service.as_str()))
+            .filter(schema::numbers::territory_kind.eq(new.territory.kind().as_str()))
+            .filter(schema::numbers::territory_code.eq(new.territory.code()))
+            .select(NumberRow::as_select())
+            .load(conn)?;
+        let reason = format!(
+            "Numéro officiel publié par {} ({}) : le numéro relayé est retiré.",
+            org.name, number.phone.display
+        );
+        for row in relayed {
+            retire_row(conn, atlas, &actor, row, &reason, now)?;
+        }
         Ok(number)
     })
 }
@@ -402,8 +435,29 @@ fn retire_row(
     conn: &mut DbConnection,
     atlas: &Atlas,
     actor: &Actor,
+    row: NumberRow,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Number, StoreError> {
+    retire_row_as(
+        conn,
+        atlas,
+        actor,
+        row,
+        reason,
+        change_kind::NUMBER_RETIRED,
+        now,
+    )
+}
+
+/// Retires a published number and logs it under `kind` (retired, or superseded).
+pub(crate) fn retire_row_as(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    actor: &Actor,
     mut row: NumberRow,
     reason: &str,
+    kind: &str,
     now: DateTime<Utc>,
 ) -> Result<Number, StoreError> {
     use schema::numbers::dsl as n;
@@ -434,12 +488,12 @@ fn retire_row(
     let orgs = organization_names(conn)?;
     let number = number_view(&row, atlas, &orgs)
         .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
-    append_change(conn, now, change_kind::NUMBER_RETIRED, &number.id, &number)?;
+    append_change(conn, now, kind, &number.id, &number)?;
     audit(
         conn,
         now,
         Some(actor),
-        change_kind::NUMBER_RETIRED,
+        kind,
         "number",
         &number.id,
         Some(reason.trim()),
@@ -583,7 +637,7 @@ pub fn resolve_outage(
     })
 }
 
-fn load_number_row(conn: &mut DbConnection, id: &str) -> Result<NumberRow, StoreError> {
+pub(crate) fn load_number_row(conn: &mut DbConnection, id: &str) -> Result<NumberRow, StoreError> {
     schema::numbers::table
         .find(id)
         .select(NumberRow::as_select())
@@ -646,9 +700,9 @@ pub fn number_view(
         &row.source_url,
         &row.verified_by,
     ) {
-        ("relayed", Some(url), Some(by)) => Provenance::Relayed {
+        ("relayed", Some(url), by) => Provenance::Relayed {
             source_url: url.clone(),
-            verified_by: org_ref(by, orgs),
+            verified_by: by.as_deref().map(|b| org_ref(b, orgs)),
         },
         _ => Provenance::Official {
             organization: org_ref(row.organization_id.as_deref().unwrap_or_default(), orgs),
@@ -812,6 +866,8 @@ pub struct Correction {
     /// `Some(None)` removes the end of validity.
     pub valid_until: Option<Option<DateTime<Utc>>>,
     pub reason: Option<String>,
+    /// For a moderator's correction: where the corrected number was seen.
+    pub source_url: Option<String>,
 }
 
 /// Corrects a published number in place if it is still at `expected_version`; appends

@@ -117,6 +117,13 @@ pub struct NumberRow {
     pub retire_reason: Option<String>,
     pub is_demo: i32,
     pub version: i32,
+    pub submission_kind: Option<String>,
+    pub submitted_by: Option<String>,
+    pub supersedes: Option<String>,
+    pub comment: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<NaiveDateTime>,
+    pub decision_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

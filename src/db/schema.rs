@@ -95,6 +95,13 @@ diesel::table! {
         retire_reason -> Nullable<Text>,
         is_demo -> Integer,
         version -> Integer,
+        submission_kind -> Nullable<Text>,
+        submitted_by -> Nullable<Text>,
+        supersedes -> Nullable<Text>,
+        comment -> Nullable<Text>,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+        decision_reason -> Nullable<Text>,
     }
 }
 

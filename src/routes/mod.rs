@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod health;
 pub mod lookup;
+pub mod moderation;
 pub mod numbers;
 pub mod outages;
 pub mod reference;
@@ -25,6 +26,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(writes::import_csv)
         .service(writes::correct)
         .service(writes::retire)
+        .service(moderation::approve)
+        .service(moderation::reject)
+        .service(moderation::queue)
+        .service(moderation::decisions)
+        .service(moderation::tip)
         .service(outages::list_outages)
         .service(writes::declare)
         .service(writes::resolve)

@@ -262,7 +262,11 @@ pub async fn numbers_csv(
             crate::model::Provenance::Relayed {
                 source_url,
                 verified_by,
-            } => ("relayed", verified_by.name.as_str(), source_url.as_str()),
+            } => (
+                "relayed",
+                verified_by.as_ref().map(|v| v.name.as_str()).unwrap_or(""),
+                source_url.as_str(),
+            ),
         };
         let until = n
             .valid_until

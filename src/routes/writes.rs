@@ -19,6 +19,7 @@ use crate::http::version_etag;
 use crate::idempotency::{self, StoredAnswer};
 use crate::import;
 use crate::model::{Number, Outage};
+use crate::moderation;
 use crate::state::AppState;
 use crate::store::{self, Correction, NewNumber, NewOutage, NewProvenance, StoreError};
 
@@ -275,8 +276,12 @@ pub struct PublishRequest {
     pub valid_from: Option<DateTime<Utc>>,
     /// In force until (exclusive); none means until retired.
     pub valid_until: Option<DateTime<Utc>>,
-    /// The active outage it answers; resolving the outage retires it.
+    /// The active outage it answers; resolving the outage retires it. Authorities only.
     pub outage_id: Option<String>,
+    /// Moderators only, required: where the number was seen (the post's address).
+    pub source_url: Option<String>,
+    /// Moderators only: anything the reviewer should know.
+    pub comment: Option<String>,
 }
 
 const PUBLISH_FIELDS: &[&str] = &[
@@ -287,7 +292,61 @@ const PUBLISH_FIELDS: &[&str] = &[
     "valid_from",
     "valid_until",
     "outage_id",
+    "source_url",
+    "comment",
 ];
+
+/// A moderator's submission: pending until a second person approves it.
+#[allow(clippy::too_many_arguments)]
+async fn submit_for_review(
+    req: &HttpRequest,
+    state: web::Data<AppState>,
+    caller: &Caller,
+    body: &[u8],
+    input: PublishRequest,
+    service: ServiceCode,
+    territory: Territory,
+    phone: PhoneNumber,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = Vec::new();
+    if input.outage_id.is_some() {
+        errors.push(FieldError::new(
+            "outage_id",
+            "authorities link numbers to outages; moderators do not",
+        ));
+    }
+    if input.valid_from.is_some() {
+        errors.push(FieldError::new(
+            "valid_from",
+            "a submission is in force from its approval",
+        ));
+    }
+    let Some(source_url) = input.source_url.filter(|_| errors.is_empty()) else {
+        if errors.is_empty() {
+            errors.push(FieldError::new(
+                "source_url",
+                "required: the address of the post where the number was seen",
+            ));
+        }
+        return Err(unprocessable(errors));
+    };
+    let new = moderation::NewSubmission {
+        kind: moderation::SubmissionKind::Submission,
+        service,
+        territory,
+        phone,
+        label: input.label,
+        source_url,
+        comment: input.comment,
+        valid_until: input.valid_until,
+        submitted_by: Some(caller.actor()),
+    };
+    run_write(state, req, caller, body, move |conn, atlas| {
+        let n = moderation::submit(conn, atlas, new, store::now())?;
+        number_answer(202, &n)
+    })
+    .await
+}
 
 /// Publish a number
 ///
@@ -328,6 +387,23 @@ pub async fn publish(
         return Err(unprocessable(errors));
     };
     check_known(state.atlas(), &[&service], &territory)?;
+    if caller.role == Role::Moderator {
+        return submit_for_review(
+            &req, state, &caller, &body, input, service, territory, phone,
+        )
+        .await;
+    }
+    if input.source_url.is_some() || input.comment.is_some() {
+        let field = if input.source_url.is_some() {
+            "source_url"
+        } else {
+            "comment"
+        };
+        return Err(unprocessable(vec![FieldError::new(
+            field,
+            "only moderators' submissions carry it; an authority's number is official",
+        )]));
+    }
     let organization_id = acting_organization(&caller)?;
     if !caller.may_act(&service, &territory, state.atlas().as_ref()) {
         return Err(out_of_scope(&caller, &service, &territory));
@@ -364,6 +440,8 @@ pub struct CorrectionRequest {
     pub valid_until: Option<Option<DateTime<Utc>>>,
     /// Why, for the history.
     pub reason: Option<String>,
+    /// Moderators only, required: where the corrected number was seen.
+    pub source_url: Option<String>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(
@@ -424,22 +502,23 @@ pub async fn correct(
                 "If-Match does not name a version of this number".to_owned(),
             )
         })?;
-    let input: CorrectionRequest =
-        parse_body(&req, &body, &["phone", "label", "valid_until", "reason"]).map_err(
-            |e| match e {
-                ApiError::Unprocessable { mut errors, .. } => {
-                    for err in errors
-                        .iter_mut()
-                        .filter(|e| e.field == "service" || e.field == "territory")
-                    {
-                        err.message =
-                            "cannot change: retire the number and publish a new one".to_owned();
-                    }
-                    unprocessable(errors)
-                }
-                other => other,
-            },
-        )?;
+    let input: CorrectionRequest = parse_body(
+        &req,
+        &body,
+        &["phone", "label", "valid_until", "reason", "source_url"],
+    )
+    .map_err(|e| match e {
+        ApiError::Unprocessable { mut errors, .. } => {
+            for err in errors
+                .iter_mut()
+                .filter(|e| e.field == "service" || e.field == "territory")
+            {
+                err.message = "cannot change: retire the number and publish a new one".to_owned();
+            }
+            unprocessable(errors)
+        }
+        other => other,
+    })?;
     let current = state
         .directory()
         .number(&id)
@@ -449,12 +528,9 @@ pub async fn correct(
         ServiceCode::parse(&current.service).map_err(|e| ApiError::Internal(e.to_string()))?;
     let territory = Territory::from_parts(current.territory.kind, &current.territory.code)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if caller.role == Role::Moderator {
-        return Err(ApiError::Forbidden(
-            "moderators propose corrections for review; an authority corrects".to_owned(),
-        ));
-    }
-    if !caller.may_act(&service, &territory, state.atlas().as_ref()) {
+    if caller.role != Role::Moderator
+        && !caller.may_act(&service, &territory, state.atlas().as_ref())
+    {
         return Err(out_of_scope(&caller, &service, &territory));
     }
     let mut errors = Vec::new();
@@ -462,13 +538,43 @@ pub async fn correct(
     if !errors.is_empty() {
         return Err(unprocessable(errors));
     }
+    let source_url = input.source_url.clone();
     let correction = Correction {
         phone: phone.flatten(),
         label: input.label,
         valid_until: input.valid_until,
         reason: input.reason,
+        source_url: input.source_url,
     };
     let actor = caller.actor();
+    if caller.role == Role::Moderator {
+        // A moderator's correction waits for review; the published number stays as it is.
+        if source_url.is_none() {
+            return Err(unprocessable(vec![FieldError::new(
+                "source_url",
+                "required for a moderator's correction",
+            )]));
+        }
+        return run_write(state, &req, &caller, &body, move |conn, atlas| {
+            let n = moderation::submit_correction(
+                conn,
+                atlas,
+                &actor,
+                &id,
+                expected,
+                correction,
+                store::now(),
+            )?;
+            number_answer(202, &n)
+        })
+        .await;
+    }
+    if source_url.is_some() {
+        return Err(unprocessable(vec![FieldError::new(
+            "source_url",
+            "only moderators' corrections carry it",
+        )]));
+    }
     run_write(state, &req, &caller, &body, move |conn, atlas| {
         let n =
             store::correct_number(conn, atlas, &actor, &id, expected, correction, store::now())?;

@@ -6,6 +6,7 @@ mod helpers;
 mod authorities;
 mod conventions;
 mod lookup;
+mod moderation;
 mod numbers;
 mod openapi;
 mod reference;
