@@ -2,7 +2,7 @@
 //! and appends it to the ordered `changes` log. Callers refresh the directory snapshot
 //! after the commit (see `state.rs`). Also loads what the snapshot is built from.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
@@ -262,14 +262,8 @@ pub fn create_organization(
     Ok(row)
 }
 
-/// Publishes a number: checks it against the reference data and the numbers in force,
-/// stores it and appends `number.published`, in one transaction.
-pub fn publish_number(
-    conn: &mut DbConnection,
-    atlas: &Atlas,
-    new: NewNumber,
-    now: DateTime<Utc>,
-) -> Result<Number, StoreError> {
+/// The checks of a new number that need no storage.
+fn check_new_number(atlas: &Atlas, new: &NewNumber, now: DateTime<Utc>) -> Vec<FieldError> {
     let mut errors = Vec::new();
     check_service(atlas, &new.service, "service", &mut errors);
     check_territory(atlas, &new.territory, &mut errors);
@@ -283,9 +277,87 @@ pub fn publish_number(
             ));
         }
     }
+    errors
+}
+
+/// The stored row of an official number.
+fn official_row(
+    new: &NewNumber,
+    organization_id: &str,
+    valid_from: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> NumberRow {
+    NumberRow {
+        id: new_id(),
+        service_code: new.service.as_str().to_owned(),
+        territory_kind: new.territory.kind().as_str().to_owned(),
+        territory_code: new.territory.code().to_owned(),
+        phone_e164: new.phone.e164().to_owned(),
+        label: new.label.trim().to_owned(),
+        status: NumberStatus::Published.as_str().to_owned(),
+        provenance_kind: "official".to_owned(),
+        organization_id: Some(organization_id.to_owned()),
+        source_url: None,
+        verified_by: None,
+        outage_id: new.outage_id.clone(),
+        valid_from: to_db(valid_from),
+        valid_until: new.valid_until.map(to_db),
+        published_at: Some(to_db(now)),
+        updated_at: to_db(now),
+        retired_at: None,
+        retire_reason: None,
+        is_demo: new.demo.into(),
+        version: 1,
+        submission_kind: None,
+        submitted_by: None,
+        supersedes: None,
+        comment: None,
+        decided_by: None,
+        decided_at: None,
+        decision_reason: None,
+    }
+}
+
+/// The official word wins: when an official number is published, the relayed numbers for
+/// the same service and territory are retired, saying why.
+fn retire_relayed(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    actor: &Actor,
+    new: &NewNumber,
+    org_name: &str,
+    display: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let relayed: Vec<NumberRow> = schema::numbers::table
+        .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
+        .filter(schema::numbers::provenance_kind.eq("relayed"))
+        .filter(schema::numbers::service_code.eq(new.service.as_str()))
+        .filter(schema::numbers::territory_kind.eq(new.territory.kind().as_str()))
+        .filter(schema::numbers::territory_code.eq(new.territory.code()))
+        .select(NumberRow::as_select())
+        .load(conn)?;
+    let reason =
+        format!("Numéro officiel publié par {org_name} ({display}) : le numéro relayé est retiré.");
+    for row in relayed {
+        retire_row(conn, atlas, actor, row, &reason, now)?;
+    }
+    Ok(())
+}
+
+/// Publishes a number: checks it against the reference data and the numbers in force,
+/// stores it and appends `number.published`, in one transaction.
+pub fn publish_number(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    new: NewNumber,
+    now: DateTime<Utc>,
+) -> Result<Number, StoreError> {
+    let errors = check_new_number(atlas, &new, now);
     if !errors.is_empty() {
         return Err(StoreError::Invalid(errors));
     }
+    let valid_from = new.valid_from.map(|t| t.trunc_subsecs(6)).unwrap_or(now);
     conn.transaction(|conn| {
         let NewProvenance::Official { organization_id } = &new.provenance;
         let org = organization(conn, organization_id)?;
@@ -329,35 +401,7 @@ pub fn publish_number(
                 new.territory
             )));
         }
-        let row = NumberRow {
-            id: new_id(),
-            service_code: new.service.as_str().to_owned(),
-            territory_kind: new.territory.kind().as_str().to_owned(),
-            territory_code: new.territory.code().to_owned(),
-            phone_e164: e164.to_owned(),
-            label: new.label.trim().to_owned(),
-            status: NumberStatus::Published.as_str().to_owned(),
-            provenance_kind: "official".to_owned(),
-            organization_id: Some(org.id.clone()),
-            source_url: None,
-            verified_by: None,
-            outage_id: new.outage_id.clone(),
-            valid_from: to_db(valid_from),
-            valid_until: new.valid_until.map(to_db),
-            published_at: Some(to_db(now)),
-            updated_at: to_db(now),
-            retired_at: None,
-            retire_reason: None,
-            is_demo: new.demo.into(),
-            version: 1,
-            submission_kind: None,
-            submitted_by: None,
-            supersedes: None,
-            comment: None,
-            decided_by: None,
-            decided_at: None,
-            decision_reason: None,
-        };
+        let row = official_row(&new, &org.id, valid_from, now);
         diesel::insert_into(schema::numbers::table)
             .values(&row)
             .execute(conn)?;
@@ -384,22 +428,15 @@ pub fn publish_number(
             &number.id,
             None,
         )?;
-        // The official word wins: relayed numbers for the same service and territory go.
-        let relayed: Vec<NumberRow> = schema::numbers::table
-            .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
-            .filter(schema::numbers::provenance_kind.eq("relayed"))
-            .filter(schema::numbers::service_code.eq(new.service.as_str()))
-            .filter(schema::numbers::territory_kind.eq(new.territory.kind().as_str()))
-            .filter(schema::numbers::territory_code.eq(new.territory.code()))
-            .select(NumberRow::as_select())
-            .load(conn)?;
-        let reason = format!(
-            "Numéro officiel publié par {} ({}) : le numéro relayé est retiré.",
-            org.name, number.phone.display
-        );
-        for row in relayed {
-            retire_row(conn, atlas, &actor, row, &reason, now)?;
-        }
+        retire_relayed(
+            conn,
+            atlas,
+            &actor,
+            &new,
+            &org.name,
+            &number.phone.display,
+            now,
+        )?;
         Ok(number)
     })
 }
@@ -986,37 +1023,146 @@ pub fn correct_number(
 }
 
 /// Publishes every row or none, in one transaction. Each row comes with its line in the
-/// source file; every failing row is reported with its line.
+/// source file; every failing row is reported with its line. Rows are checked against the
+/// numbers in force in a few queries and written in batches, so a large file costs a
+/// handful of round trips rather than several per row.
 pub fn import_numbers(
     conn: &mut DbConnection,
     atlas: &Atlas,
     rows: Vec<(u64, NewNumber)>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Number>, StoreError> {
+    let mut errors = Vec::new();
+    for (line, row) in &rows {
+        if row.outage_id.is_some() {
+            errors.push(FieldError::new("outage_id", "not taken by imports"));
+        }
+        errors.extend(check_new_number(atlas, row, now).into_iter().map(|mut f| {
+            f.line = Some(*line);
+            f
+        }));
+    }
+    if !errors.is_empty() {
+        return Err(StoreError::Invalid(errors));
+    }
     conn.transaction(|conn| {
-        let mut published = Vec::with_capacity(rows.len());
-        let mut errors = Vec::new();
-        for (line, row) in rows {
-            match publish_number(conn, atlas, row, now) {
-                Ok(n) => published.push(n),
-                Err(StoreError::Invalid(fields)) => {
-                    errors.extend(fields.into_iter().map(|mut f| {
-                        f.line = Some(line);
-                        f
-                    }))
-                }
-                Err(StoreError::Conflict(message)) => {
-                    let mut f = FieldError::new("phone", message);
-                    f.line = Some(line);
-                    errors.push(f);
-                }
-                Err(other) => return Err(other),
+        let mut org_names = HashMap::new();
+        for (_, row) in &rows {
+            let NewProvenance::Official { organization_id } = &row.provenance;
+            if !org_names.contains_key(organization_id) {
+                let org = organization(conn, organization_id)?;
+                org_names.insert(org.id, org.name);
             }
         }
-        if errors.is_empty() {
-            Ok(published)
-        } else {
-            Err(StoreError::Invalid(errors))
+        // The phones in force for every service and territory of the file, one query each.
+        let mut places: Vec<(&str, &Territory)> =
+            rows.iter().map(|(_, r)| (r.service.as_str(), &r.territory)).collect();
+        places.sort();
+        places.dedup();
+        let mut taken: HashSet<(String, Territory, String)> = HashSet::new();
+        for (service, territory) in &places {
+            use schema::numbers::dsl as n;
+            let phones: Vec<String> = n::numbers
+                .filter(n::status.eq(NumberStatus::Published.as_str()))
+                .filter(n::service_code.eq(*service))
+                .filter(n::territory_kind.eq(territory.kind().as_str()))
+                .filter(n::territory_code.eq(territory.code()))
+                .filter(n::valid_until.is_null().or(n::valid_until.gt(to_db(now))))
+                .select(n::phone_e164)
+                .load(conn)?;
+            taken.extend(phones.into_iter().map(|p| (service.to_string(), (*territory).clone(), p)));
         }
+        let mut stored = Vec::with_capacity(rows.len());
+        let mut views = Vec::with_capacity(rows.len());
+        for (line, row) in &rows {
+            let key = (row.service.as_str().to_owned(), row.territory.clone(), row.phone.e164().to_owned());
+            if !taken.insert(key) {
+                let mut f = FieldError::new(
+                    "phone",
+                    format!("{} is already in force (or earlier in the file) for this service and territory", row.phone.display()),
+                );
+                f.line = Some(*line);
+                errors.push(f);
+                continue;
+            }
+            let NewProvenance::Official { organization_id } = &row.provenance;
+            let valid_from = row.valid_from.map(|t| t.trunc_subsecs(6)).unwrap_or(now);
+            let stored_row = official_row(row, organization_id, valid_from, now);
+            let view = Number {
+                id: stored_row.id.clone(),
+                service: stored_row.service_code.clone(),
+                territory: atlas.describe_stored(&row.territory),
+                phone: Phone::from(&row.phone),
+                label: stored_row.label.clone(),
+                status: NumberStatus::Published,
+                provenance: Provenance::Official { organization: org_ref(organization_id, &org_names) },
+                outage_id: None,
+                valid_from,
+                valid_until: row.valid_until,
+                published_at: Some(now),
+                updated_at: now,
+                retired_at: None,
+                retire_reason: None,
+                version: 1,
+                demo: row.demo,
+            };
+            stored.push(stored_row);
+            views.push(view);
+        }
+        if !errors.is_empty() {
+            return Err(StoreError::Invalid(errors));
+        }
+        let payloads: Vec<String> = views
+            .iter()
+            .map(|v| serde_json::to_string(v).map_err(|e| StoreError::Conflict(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let changes: Vec<NewChange> = views
+            .iter()
+            .zip(&payloads)
+            .map(|(v, p)| NewChange { at: to_db(now), kind: change_kind::NUMBER_PUBLISHED, entity_id: &v.id, payload: p })
+            .collect();
+        let audits: Vec<AuditEventRow> = rows
+            .iter()
+            .zip(&views)
+            .map(|((_, row), v)| {
+                let NewProvenance::Official { organization_id } = &row.provenance;
+                AuditEventRow {
+                    id: new_id(),
+                    at: to_db(now),
+                    organization_id: Some(organization_id.clone()),
+                    account_id: row.by_account.clone(),
+                    action: change_kind::NUMBER_PUBLISHED.to_owned(),
+                    entity_kind: "number".to_owned(),
+                    entity_id: v.id.clone(),
+                    reason: Some("import".to_owned()),
+                    details: None,
+                }
+            })
+            .collect();
+        // Batch inserts are backend-specific in diesel: run them on the concrete connection.
+        crate::with_backend!(conn, |c| {
+            for chunk in stored.chunks(IMPORT_BATCH) {
+                diesel::insert_into(schema::numbers::table).values(chunk).execute(c)?;
+            }
+            for chunk in changes.chunks(IMPORT_BATCH) {
+                diesel::insert_into(schema::changes::table).values(chunk).execute(c)?;
+            }
+            for chunk in audits.chunks(IMPORT_BATCH) {
+                diesel::insert_into(schema::audit_events::table).values(chunk).execute(c)?;
+            }
+        });
+        for (service, territory) in &places {
+            let sample = rows.iter().find(|(_, r)| r.service.as_str() == *service && r.territory == **territory);
+            if let Some((_, row)) = sample {
+                let NewProvenance::Official { organization_id } = &row.provenance;
+                let actor = Actor { organization_id: Some(organization_id.clone()), account_id: row.by_account.clone() };
+                let name = org_names.get(organization_id).cloned().unwrap_or_default();
+                retire_relayed(conn, atlas, &actor, row, &name, "import", now)?;
+            }
+        }
+        Ok(views)
     })
 }
+
+/// Rows per INSERT of an import: under both backends' limits on bound parameters.
+const IMPORT_BATCH: usize = 500;
