@@ -12,6 +12,7 @@ pub mod db;
 pub mod directory;
 pub mod domain;
 pub mod error;
+pub mod feeds;
 pub mod http;
 pub mod idempotency;
 pub mod import;

@@ -24,6 +24,7 @@ Numbers and outages flagged `demo: true` are the historical demonstration of the
         (name = "outages", description = "Declared outages"),
         (name = "reference", description = "Territories and the service catalogue"),
         (name = "operations", description = "Probes for operators and load balancers"),
+        (name = "feeds", description = "Live and syndicated views of the changes, for maps and bots"),
         (name = "moderation", description = "Citizens' tips, the review queue and decisions: only checked numbers reach the public"),
         (name = "admin", description = "Organizations, accounts, tokens and the audit trail (admins only)"),
     )

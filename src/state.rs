@@ -10,6 +10,7 @@ use crate::atlas::Atlas;
 use crate::db::{DbConnection, DbPool};
 use crate::directory::Directory;
 use crate::error::ApiError;
+use crate::feeds::ChangeEvent;
 use crate::store::{self, StoreError};
 
 /// Shared by every request handler.
@@ -20,7 +21,15 @@ pub struct AppState {
     /// Serializes writes in this process, so that snapshots are refreshed in commit order
     /// and SQLite never sees two writers upgrade their locks at once.
     write_lock: Mutex<()>,
+    /// Every public change, in order, to the live subscribers (Server-Sent Events).
+    events: tokio::sync::broadcast::Sender<Arc<ChangeEvent>>,
+    /// The last changes-log sequence sent to `events`.
+    broadcast_seq: Mutex<i64>,
 }
+
+/// How many changes a slow subscriber may fall behind before it is told to reconnect
+/// (and catch up from the log with `Last-Event-ID`).
+const EVENT_BUFFER: usize = 4096;
 
 impl AppState {
     /// Builds the state, reading the reference data and the first snapshot from storage.
@@ -28,12 +37,15 @@ impl AppState {
         let mut conn = db.get()?;
         let atlas = Arc::new(Atlas::load(&mut conn)?);
         let directory = store::load_directory(&mut conn, atlas.clone())?;
+        let seq = directory.seq();
         drop(conn);
         Ok(AppState {
             db,
             atlas,
             directory: ArcSwap::from_pointee(directory),
             write_lock: Mutex::new(()),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            broadcast_seq: Mutex::new(seq),
         })
     }
 
@@ -79,7 +91,34 @@ impl AppState {
             // The write is committed; the snapshot catches up on the next refresh.
             tracing::error!(error = %e, "snapshot refresh after a write failed");
         }
+        if let Err(e) = self.broadcast_new_changes(&mut conn) {
+            tracing::error!(error = %e, "sending changes to subscribers failed");
+        }
         Ok(value)
+    }
+
+    /// Sends the public changes committed since the last call to the live subscribers.
+    fn broadcast_new_changes(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        let mut last = self.broadcast_seq.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let batch = store::changes_after(conn, *last, 1000)?;
+            let Some(end) = batch.last().map(|c| c.seq) else {
+                break;
+            };
+            for change in batch {
+                if let Some(event) = ChangeEvent::public(change) {
+                    // No receiver is not an error: nobody listens yet.
+                    let _ = self.events.send(Arc::new(event));
+                }
+            }
+            *last = end;
+        }
+        Ok(())
+    }
+
+    /// A live feed of the public changes committed from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<ChangeEvent>> {
+        self.events.subscribe()
     }
 
     /// [`AppState::write_blocking`] on the blocking thread pool.

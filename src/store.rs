@@ -1166,3 +1166,27 @@ pub fn import_numbers(
 
 /// Rows per INSERT of an import: under both backends' limits on bound parameters.
 const IMPORT_BATCH: usize = 500;
+
+/// Changes after `seq` (exclusive), oldest first, at most `limit`.
+pub fn changes_after(conn: &mut DbConnection, seq: i64, limit: i64) -> QueryResult<Vec<ChangeRow>> {
+    schema::changes::table
+        .filter(schema::changes::seq.gt(seq))
+        .order(schema::changes::seq)
+        .limit(limit)
+        .select(ChangeRow::as_select())
+        .load(conn)
+}
+
+/// Changes before `seq` (exclusive), newest first, at most `limit`.
+pub fn changes_before(
+    conn: &mut DbConnection,
+    seq: i64,
+    limit: i64,
+) -> QueryResult<Vec<ChangeRow>> {
+    schema::changes::table
+        .filter(schema::changes::seq.lt(seq))
+        .order(schema::changes::seq.desc())
+        .limit(limit)
+        .select(ChangeRow::as_select())
+        .load(conn)
+}

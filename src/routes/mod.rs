@@ -2,6 +2,7 @@
 //! document is collected from the very routes that are served.
 
 pub mod admin;
+pub mod feeds;
 pub mod health;
 pub mod lookup;
 pub mod moderation;
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(outages::list_outages)
         .service(writes::declare)
         .service(writes::resolve)
+        .service(feeds::events)
         .service(health::healthz)
         .service(health::readyz)
         .service(admin::list_organizations)

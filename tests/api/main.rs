@@ -5,6 +5,7 @@ mod helpers;
 
 mod authorities;
 mod conventions;
+mod feeds;
 mod lookup;
 mod moderation;
 mod numbers;
