@@ -87,3 +87,79 @@ pub async fn events(
         .insert_header((header::CONTENT_ENCODING, "identity"))
         .streaming(sse::stream(backlog, live, last_seen)))
 }
+
+/// The GeoJSON media type (RFC 7946).
+const GEO_JSON: &str = "application/geo+json";
+
+/// Numbers as GeoJSON
+///
+/// An RFC 7946 FeatureCollection with a Feature per published number in force (the same
+/// filters as `/v1/numbers`): a Point at the commune's centroid, or at the chef-lieu for a
+/// département; `geometry: null` for zones and the national territory. Properties are the
+/// Number.
+#[utoipa::path(
+    tag = "feeds",
+    params(crate::routes::numbers::NumberQuery),
+    responses(
+        (status = 200, description = "The FeatureCollection", content_type = "application/geo+json", body = Object),
+        (status = 304, description = "Not modified since the ETag in If-None-Match"),
+        (status = 400, description = "Malformed filter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/numbers.geojson")]
+pub async fn numbers_geojson(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<crate::routes::numbers::NumberQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = query.filter()?;
+    let dir = state.directory();
+    let body = serde_json::to_vec(&crate::feeds::geojson::numbers(&dir, &filter, store::now()))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(crate::http::cached(&req, GEO_JSON, body))
+}
+
+/// Filter of the départements map.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MapQuery {
+    /// Only this service (a lighter map for one service).
+    pub service: Option<String>,
+}
+
+/// Départements as GeoJSON
+///
+/// The outlines of the 101 départements (properties `code`, `name`) with, per service,
+/// `status` (`outage` when an active outage covers the whole département, `partial` when
+/// it covers some of its communes only, else `normal`) and the numbers in force at
+/// département level or above: what a choropleth map needs in one request.
+#[utoipa::path(
+    tag = "feeds",
+    params(MapQuery),
+    responses(
+        (status = 200, description = "The FeatureCollection", content_type = "application/geo+json", body = Object),
+        (status = 304, description = "Not modified since the ETag in If-None-Match"),
+        (status = 400, description = "Malformed service", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/departements.geojson")]
+pub async fn departements_geojson(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<MapQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let service = query
+        .service
+        .as_deref()
+        .map(|s| crate::domain::ServiceCode::parse(s).map(|c| c.as_str().to_owned()))
+        .transpose()
+        .map_err(|e| ApiError::bad_param("service", e.to_string()))?;
+    let dir = state.directory();
+    let body = serde_json::to_vec(&crate::feeds::geojson::departements(
+        &dir,
+        service.as_deref(),
+        store::now(),
+    ))
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(crate::http::cached(&req, GEO_JSON, body))
+}

@@ -36,6 +36,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(writes::declare)
         .service(writes::resolve)
         .service(feeds::events)
+        .service(feeds::numbers_geojson)
+        .service(feeds::departements_geojson)
         .service(health::healthz)
         .service(health::readyz)
         .service(admin::list_organizations)

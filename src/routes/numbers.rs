@@ -74,7 +74,7 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
 }
 
 impl NumberQuery {
-    fn filter(&self) -> Result<NumberFilter, ApiError> {
+    pub fn filter(&self) -> Result<NumberFilter, ApiError> {
         Ok(NumberFilter {
             service: self
                 .service

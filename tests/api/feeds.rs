@@ -111,3 +111,106 @@ backend_tests!(
         assert_eq!(bad.status(), 400);
     }
 );
+
+fn parse_geojson(text: &str) -> geojson::FeatureCollection {
+    match text.parse::<geojson::GeoJson>().expect("valid GeoJSON") {
+        geojson::GeoJson::FeatureCollection(fc) => fc,
+        other => panic!("expected a FeatureCollection, got {other:?}"),
+    }
+}
+
+backend_tests!(
+    geojson_feeds_are_valid_and_placed,
+    |app: TestApp| async move {
+        app.load_demo().await;
+        let (_, _, token) = app
+            .account_with("Ministère", "ministry", &["*:national:FR"], "authority")
+            .await;
+        let (status, _) = app.post("/v1/numbers", &token, json!({"service": "196", "territory": {"kind": "zone", "code": "Ouest"}, "phone": "02 98 89 31 31", "label": "CROSS Corsen"})).await;
+        assert_eq!(status, 201);
+        let response = app.get("/v1/numbers.geojson").await;
+        assert_eq!(response.headers()["content-type"], "application/geo+json");
+        assert!(response.headers().contains_key("etag"));
+        let fc = parse_geojson(&response.text().await.unwrap());
+        assert_eq!(fc.features.len(), 9);
+        for feature in &fc.features {
+            let props = feature.properties.as_ref().unwrap();
+            let code = props["territory"]["code"].as_str().unwrap();
+            match props["territory"]["kind"].as_str().unwrap() {
+                "zone" => assert!(feature.geometry.is_none()),
+                kind => {
+                    let geometry = serde_json::to_value(&feature.geometry).unwrap();
+                    assert_eq!(geometry["type"], "Point", "{kind} {code}");
+                    let p: Vec<f64> =
+                        serde_json::from_value(geometry["coordinates"].clone()).unwrap();
+                    // Longitude first; metropolitan France lies within these bounds.
+                    assert!(
+                        (-5.5..10.0).contains(&p[0]) && (41.0..51.5).contains(&p[1]),
+                        "{code}: {p:?}"
+                    );
+                }
+            }
+        }
+        let sens = fc
+            .features
+            .iter()
+            .find(|f| f.properties.as_ref().unwrap()["territory"]["code"] == "89387")
+            .unwrap();
+        let p: Vec<f64> = serde_json::from_value(
+            serde_json::to_value(&sens.geometry).unwrap()["coordinates"].clone(),
+        )
+        .unwrap();
+        assert_eq!((p[0], p[1]), (3.2978, 48.1958));
+        let filtered = parse_geojson(
+            &app.get("/v1/numbers.geojson?departement=89")
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(filtered.features.len(), 4);
+
+        let map = parse_geojson(
+            &app.get("/v1/departements.geojson")
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(map.features.len(), 101);
+        let yonne = map
+            .features
+            .iter()
+            .find(|f| f.properties.as_ref().unwrap()["code"] == "89")
+            .unwrap();
+        let services = &yonne.properties.as_ref().unwrap()["services"];
+        assert_eq!(services["18"]["status"], "outage");
+        assert_eq!(
+            services["18"]["numbers"][0]["phone"]["national"],
+            "0386482778"
+        );
+        assert_eq!(services["114"]["status"], "normal");
+        assert!(
+            services["17"]["numbers"].as_array().unwrap().is_empty(),
+            "the 17 is per commune in the Yonne"
+        );
+        let one = parse_geojson(
+            &app.get("/v1/departements.geojson?service=18")
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            one.features[0].properties.as_ref().unwrap()["services"]
+                .as_object()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            app.get("/v1/departements.geojson?service=x").await.status(),
+            400
+        );
+    }
+);
