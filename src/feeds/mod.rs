@@ -1,5 +1,6 @@
 //! Feeds for maps and bots: views of the directory snapshot or of the ordered changes log.
 
+pub mod atom;
 pub mod events;
 pub mod geojson;
 

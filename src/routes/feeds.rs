@@ -163,3 +163,88 @@ pub async fn departements_geojson(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(crate::http::cached(&req, GEO_JSON, body))
 }
+
+/// Paging of the Atom feed.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AtomQuery {
+    /// Only changes before this sequence number: the `next` link of the previous page.
+    pub before: Option<i64>,
+}
+
+/// The base URL links are made from: the address the client used.
+pub fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// Atom feed of the changes
+///
+/// Atom 1.0 of the latest public changes (numbers published, corrected, retired; outages
+/// declared and resolved), newest first, 50 per page, with French titles. Entry ids are
+/// stable (`tag:…:change:SEQ`); the `next` link pages back through older changes.
+#[utoipa::path(
+    tag = "feeds",
+    params(AtomQuery),
+    responses(
+        (status = 200, description = "The feed", content_type = "application/atom+xml", body = String),
+        (status = 304, description = "Not modified since the ETag in If-None-Match"),
+        (status = 400, description = "Malformed `before`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/feed.atom")]
+pub async fn feed_atom(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<AtomQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let before = query.before;
+    if before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_param(
+            "before",
+            "a sequence number from a next link",
+        ));
+    }
+    let read_state = state.clone();
+    // Public changes are most of the log; reading a few more than a page leaves room for
+    // the private ones (submissions, rejections) that are skipped.
+    let rows = web::block(move || {
+        let mut conn = read_state
+            .pool()
+            .get()
+            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
+        store::changes_before(
+            &mut conn,
+            before.unwrap_or(i64::MAX),
+            crate::feeds::atom::PAGE * 4,
+        )
+        .map_err(|e| ApiError::from(StoreError::Db(e)))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let scanned_all = (rows.len() as i64) < crate::feeds::atom::PAGE * 4;
+    let last_scanned = rows.last().map(|r| r.seq);
+    let mut page_events: Vec<ChangeEvent> =
+        rows.into_iter().filter_map(ChangeEvent::public).collect();
+    let page = crate::feeds::atom::PAGE as usize;
+    let next_before = if page_events.len() > page {
+        page_events.truncate(page);
+        page_events.last().map(|e| e.seq)
+    } else if !scanned_all {
+        last_scanned
+    } else {
+        None
+    };
+    let body = crate::feeds::atom::render(
+        state.atlas(),
+        &base_url(&req),
+        &page_events,
+        before,
+        next_before,
+    );
+    Ok(crate::http::cached(
+        &req,
+        "application/atom+xml; charset=utf-8",
+        body.into_bytes(),
+    ))
+}

@@ -36,6 +36,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(writes::declare)
         .service(writes::resolve)
         .service(feeds::events)
+        .service(feeds::feed_atom)
         .service(feeds::numbers_geojson)
         .service(feeds::departements_geojson)
         .service(health::healthz)

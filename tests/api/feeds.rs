@@ -214,3 +214,68 @@ backend_tests!(
         );
     }
 );
+
+backend_tests!(the_atom_feed_parses_and_pages, |app: TestApp| async move {
+    app.load_demo().await;
+    let (_, _, token) = app
+        .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+        .await;
+    for i in 0..55 {
+        let (status, _) = app.post("/v1/numbers", &token, json!({"service": "18", "territory": {"kind": "departement", "code": "33"}, "phone": format!("05 56 00 20 {i:02}"), "label": "CTA <Gironde> & co"})).await;
+        assert_eq!(status, 201);
+    }
+    let response = app.get("/v1/feed.atom").await;
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/atom+xml"));
+    let text = response.text().await.unwrap();
+    let feed = feed_rs::parser::parse(text.as_bytes()).expect("a valid Atom feed");
+    assert_eq!(feed.entries.len(), 50);
+    let newest = &feed.entries[0];
+    let title = &newest.title.as_ref().unwrap().content;
+    assert!(
+        title.starts_with("Numéro publié – 18 Sapeurs-pompiers, Gironde : 05 56 00 20 54"),
+        "{title}"
+    );
+    // Stable ids: the same change has the same id in a later fetch.
+    let again = feed_rs::parser::parse(
+        app.get("/v1/feed.atom")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(again.entries[0].id, newest.id);
+    // Paging back reaches the demo: 55 + 9 (1 outage + 8 numbers) entries in all.
+    let next = feed
+        .links
+        .iter()
+        .find(|l| l.rel.as_deref() == Some("next"))
+        .expect("a next link")
+        .href
+        .clone();
+    let path = next
+        .split_once("/v1/")
+        .map(|(_, p)| format!("/v1/{p}"))
+        .unwrap();
+    let older =
+        feed_rs::parser::parse(app.get(&path).await.text().await.unwrap().as_bytes()).unwrap();
+    assert_eq!(older.entries.len(), 14);
+    assert!(older.links.iter().all(|l| l.rel.as_deref() != Some("next")));
+    let oldest = &older
+        .entries
+        .last()
+        .unwrap()
+        .title
+        .as_ref()
+        .unwrap()
+        .content;
+    assert!(
+        oldest.starts_with("[DÉMONSTRATION] Panne déclarée – 15 SAMU, 17 Police - Gendarmerie"),
+        "{oldest}"
+    );
+    assert_eq!(app.get("/v1/feed.atom?before=0").await.status(), 400);
+});
