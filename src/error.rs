@@ -239,6 +239,12 @@ fn bearer_challenge(detail: &str) -> header::HeaderValue {
 /// The detail of a 401 for a request without token.
 pub const NO_TOKEN: &str = "a bearer token is required";
 
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        db_error(e)
+    }
+}
+
 fn summarize(errors: &[FieldError]) -> String {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     format!("invalid field(s): {}", fields.join(", "))

@@ -82,10 +82,7 @@ impl AppState {
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut conn = self
-            .db
-            .get()
-            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
+        let mut conn = self.connection()?;
         let value = f(&mut conn, &self.atlas)?;
         if let Err(e) = self.refresh(&mut conn) {
             // The write is committed; the snapshot catches up on the next refresh.
@@ -130,6 +127,28 @@ impl AppState {
         actix_web::web::block(move || self.write_blocking(f))
             .await
             .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+    }
+
+    fn connection(&self) -> Result<crate::db::PooledConn, ApiError> {
+        self.db
+            .get()
+            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))
+    }
+
+    /// Runs a read that the snapshot cannot answer (history, queue, audit, feed backlog)
+    /// on the blocking thread pool.
+    pub async fn read<T, E, F>(self: Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    {
+        actix_web::web::block(move || {
+            let mut conn = self.connection()?;
+            f(&mut conn).map_err(Into::into)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
     }
 
     /// Whether storage answers now.

@@ -105,26 +105,23 @@ impl FromRequest for Authenticated {
                 .verifier
                 .verify(&token, jwt::unix_now())
                 .map_err(|e| ApiError::Unauthorized(describe(&e).to_owned()))?;
-            let caller = web::block(move || {
-                let mut conn = state
-                    .pool()
-                    .get()
-                    .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
-                accounts::load_caller(&mut conn, &claims.sub, &claims.jti).map_err(|e| match e {
-                    CallerError::Db(db) => ApiError::from(crate::store::StoreError::Db(db)),
-                    CallerError::Disabled => {
-                        ApiError::Unauthorized("the account is disabled".to_owned())
-                    }
-                    CallerError::Revoked => {
-                        ApiError::Unauthorized("the token is revoked or unknown".to_owned())
-                    }
-                    CallerError::UnknownAccount => {
-                        ApiError::Unauthorized("unknown account".to_owned())
-                    }
+            let caller = state
+                .into_inner()
+                .read(move |conn| {
+                    accounts::load_caller(conn, &claims.sub, &claims.jti).map_err(|e| match e {
+                        CallerError::Db(db) => ApiError::from(crate::store::StoreError::Db(db)),
+                        CallerError::Disabled => {
+                            ApiError::Unauthorized("the account is disabled".to_owned())
+                        }
+                        CallerError::Revoked => {
+                            ApiError::Unauthorized("the token is revoked or unknown".to_owned())
+                        }
+                        CallerError::UnknownAccount => {
+                            ApiError::Unauthorized("unknown account".to_owned())
+                        }
+                    })
                 })
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+                .await?;
             Ok(Authenticated(caller))
         })
     }

@@ -9,21 +9,13 @@ use crate::accounts::{self, Account, AuditEvent, IssuedToken, Organization};
 use crate::auth::{Auth, Authenticated};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::store::{self, StoreError};
+use crate::store;
 
 async fn read<T: Send + 'static>(
     state: web::Data<AppState>,
     f: impl FnOnce(&mut crate::db::DbConnection) -> diesel::QueryResult<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    web::block(move || {
-        let mut conn = state
-            .pool()
-            .get()
-            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
-        f(&mut conn).map_err(|e| ApiError::from(StoreError::Db(e)))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    state.into_inner().read(f).await
 }
 
 fn json<T: Serialize>(status: actix_web::http::StatusCode, value: &T) -> HttpResponse {

@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 use crate::error::{ApiError, Problem};
 use crate::feeds::{events as sse, ChangeEvent};
 use crate::state::AppState;
-use crate::store::{self, StoreError};
+use crate::store;
 
 /// The most missed changes replayed on reconnection; further back, read `/v1/feed.atom`.
 pub const MAX_REPLAY: i64 = 10_000;
@@ -61,17 +61,11 @@ pub async fn events(
     let live = state.subscribe();
     let (backlog, last_seen) = match last_event_id {
         Some(after) => {
-            let read_state = state.clone();
-            let rows = web::block(move || {
-                let mut conn = read_state
-                    .pool()
-                    .get()
-                    .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
-                store::changes_after(&mut conn, after, MAX_REPLAY)
-                    .map_err(|e| ApiError::from(StoreError::Db(e)))
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            let rows = state
+                .clone()
+                .into_inner()
+                .read(move |conn| store::changes_after(conn, after, MAX_REPLAY))
+                .await?;
             (
                 rows.into_iter().filter_map(ChangeEvent::public).collect(),
                 after,
@@ -205,23 +199,19 @@ pub async fn feed_atom(
             "a sequence number from a next link",
         ));
     }
-    let read_state = state.clone();
     // Public changes are most of the log; reading a few more than a page leaves room for
     // the private ones (submissions, rejections) that are skipped.
-    let rows = web::block(move || {
-        let mut conn = read_state
-            .pool()
-            .get()
-            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
-        store::changes_before(
-            &mut conn,
-            before.unwrap_or(i64::MAX),
-            crate::feeds::atom::PAGE * 4,
-        )
-        .map_err(|e| ApiError::from(StoreError::Db(e)))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let rows = state
+        .clone()
+        .into_inner()
+        .read(move |conn| {
+            store::changes_before(
+                conn,
+                before.unwrap_or(i64::MAX),
+                crate::feeds::atom::PAGE * 4,
+            )
+        })
+        .await?;
     let scanned_all = (rows.len() as i64) < crate::feeds::atom::PAGE * 4;
     let last_scanned = rows.last().map(|r| r.seq);
     let mut page_events: Vec<ChangeEvent> =

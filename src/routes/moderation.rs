@@ -223,24 +223,21 @@ pub async fn queue(
         }
     };
     let dir = state.directory();
-    let read_state = state.clone();
-    let rows = web::block(move || {
-        let mut conn = read_state
-            .pool()
-            .get()
-            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
-        // The queue is short in practice; the scope filter runs in memory.
-        moderation::pending(
-            &mut conn,
-            read_state.atlas(),
-            after.as_deref(),
-            service.as_deref(),
-            100_000,
-        )
-        .map_err(|e| ApiError::from(StoreError::Db(e)))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let atlas_for_read = state.atlas().clone();
+    // The queue is short in practice; the scope filter runs in memory.
+    let rows = state
+        .clone()
+        .into_inner()
+        .read(move |conn| {
+            moderation::pending(
+                conn,
+                &atlas_for_read,
+                after.as_deref(),
+                service.as_deref(),
+                100_000,
+            )
+        })
+        .await?;
     let now = store::now();
     let atlas = dir.atlas();
     let mut items = Vec::new();

@@ -195,15 +195,10 @@ pub async fn number_history(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let lookup_id = id.clone();
-    let events = web::block(move || {
-        let mut conn = state
-            .pool()
-            .get()
-            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))?;
-        crate::store::number_history(&mut conn, &lookup_id).map_err(ApiError::from)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let events = state
+        .into_inner()
+        .read(move |conn| crate::store::number_history(conn, &lookup_id))
+        .await?;
     let items = events.ok_or_else(|| ApiError::NotFound(format!("unknown number {id}")))?;
     cached_json(&req, &NumberHistory { items })
 }
