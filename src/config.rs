@@ -24,6 +24,10 @@ pub struct Config {
     pub jwt_previous_key: Option<PathBuf>,
     /// Citizens' tips accepted per address per hour.
     pub tips_per_hour: u32,
+    /// Networks webhook targets may be in; empty means public addresses only.
+    pub webhook_allowed_networks: Vec<crate::feeds::webhooks::Network>,
+    /// The first wait before retrying a failed webhook delivery (then doubling).
+    pub webhook_retry_base: std::time::Duration,
 }
 
 /// The default of [`Config::tips_per_hour`]: strict, a person reports a few numbers at most.
@@ -51,6 +55,8 @@ impl Config {
             jwt_private_key: Self::default_jwt_key(data_dir),
             jwt_previous_key: None,
             tips_per_hour: DEFAULT_TIPS_PER_HOUR,
+            webhook_allowed_networks: Vec::new(),
+            webhook_retry_base: std::time::Duration::from_secs(1),
         }
     }
 }

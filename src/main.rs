@@ -37,6 +37,10 @@ struct Cli {
     /// Citizens' tips (POST /v1/tips) accepted per client address per hour.
     #[arg(long, env = "RELAI_TIPS_PER_HOUR", default_value_t = relai::config::DEFAULT_TIPS_PER_HOUR, global = true)]
     tips_per_hour: u32,
+    /// Networks webhook URLs may resolve to (comma-separated CIDR); by default public
+    /// addresses only. Name 127.0.0.0/8 to deliver on loopback.
+    #[arg(long, env = "RELAI_WEBHOOK_ALLOWED_NETWORKS", global = true, value_parser = parse_networks)]
+    webhook_allowed_networks: Option<Networks>,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,6 +139,14 @@ enum TokenCommand {
     },
 }
 
+/// A parsed `RELAI_WEBHOOK_ALLOWED_NETWORKS`.
+#[derive(Clone, Debug)]
+struct Networks(Vec<relai::feeds::webhooks::Network>);
+
+fn parse_networks(s: &str) -> Result<Networks, String> {
+    relai::feeds::webhooks::parse_networks(s).map(Networks)
+}
+
 fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
     Config {
         database_url: cli
@@ -151,6 +163,12 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
             .unwrap_or_else(|| Config::default_jwt_key(&cli.data_dir)),
         jwt_previous_key: cli.jwt_previous_key.clone(),
         tips_per_hour: cli.tips_per_hour,
+        webhook_allowed_networks: cli
+            .webhook_allowed_networks
+            .clone()
+            .map(|n| n.0)
+            .unwrap_or_default(),
+        webhook_retry_base: std::time::Duration::from_secs(1),
     }
 }
 

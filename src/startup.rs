@@ -11,10 +11,13 @@ use anyhow::Context;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+use std::sync::Arc;
+
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::{self, DatabaseUrl, DbPool};
 use crate::error::{problem_response, ApiError};
+use crate::feeds::webhooks::{self, TargetPolicy};
 use crate::openapi::ApiDoc;
 use crate::ratelimit::RateLimiter;
 use crate::routes::moderation::TipLimiter;
@@ -53,11 +56,19 @@ pub fn prepare_database(config: &Config) -> anyhow::Result<DbPool> {
     Ok(pool)
 }
 
+/// What the webhook endpoints need: the target policy and the retry pace.
+pub struct WebhookSettings {
+    pub policy: Arc<TargetPolicy>,
+    pub retry_base: std::time::Duration,
+}
+
 /// A running service.
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    webhooks: Arc<TargetPolicy>,
+    webhook_retry_base: std::time::Duration,
 }
 
 impl Application {
@@ -84,6 +95,13 @@ impl Application {
             config.tips_per_hour,
             std::time::Duration::from_secs(3600),
         )));
+        let policy = Arc::new(TargetPolicy {
+            allowed: config.webhook_allowed_networks.clone(),
+        });
+        let hooks = web::Data::new(WebhookSettings {
+            policy: policy.clone(),
+            retry_base: config.webhook_retry_base,
+        });
         let server_state = state.clone();
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
@@ -92,6 +110,7 @@ impl Application {
                 .app_data(server_state.clone())
                 .app_data(auth.clone())
                 .app_data(tips.clone())
+                .app_data(hooks.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| bad_input(e.to_string())),
@@ -127,6 +146,8 @@ impl Application {
             port,
             server: server.run(),
             state,
+            webhooks: policy,
+            webhook_retry_base: config.webhook_retry_base,
         })
     }
 
@@ -139,11 +160,17 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.into_server().await
     }
 
-    /// The server future, for tests that spawn it.
+    /// Starts the webhook deliveries and returns the server future (tests spawn it).
+    /// Call from within the async runtime.
     pub fn into_server(self) -> Server {
+        webhooks::start_all(
+            self.state.clone().into_inner(),
+            self.webhooks.clone(),
+            self.webhook_retry_base,
+        );
         self.server
     }
 }

@@ -192,3 +192,26 @@ pub struct IdempotencyRow {
     pub body: String,
     pub created_at: NaiveDateTime,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhooks)]
+pub struct WebhookRow {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    pub enabled: i32,
+    pub delivered_seq: i64,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub webhook_id: String,
+    pub seq: i64,
+    pub attempt: i32,
+    pub status: Option<i32>,
+    pub error: Option<String>,
+    pub at: NaiveDateTime,
+}

@@ -3,6 +3,7 @@
 pub mod atom;
 pub mod events;
 pub mod geojson;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

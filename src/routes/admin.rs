@@ -8,6 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::accounts::{self, Account, AuditEvent, IssuedToken, Organization};
 use crate::auth::{Auth, Authenticated};
 use crate::error::{ApiError, Problem};
+use crate::feeds::webhooks::{self, Delivery, Webhook};
+use crate::startup::WebhookSettings;
 use crate::state::AppState;
 use crate::store;
 
@@ -347,5 +349,123 @@ pub async fn audit(
     Ok(json(
         actix_web::http::StatusCode::OK,
         &AuditPage { items, next_cursor },
+    ))
+}
+
+/// A webhook to register.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// An http(s) URL whose host resolves inside the allowed networks
+    /// (`RELAI_WEBHOOK_ALLOWED_NETWORKS`; by default public addresses only).
+    pub url: String,
+    /// At least 16 characters: each delivery carries
+    /// `X-Relai-Signature: sha256=<hex HMAC-SHA256 of the raw body under this secret>`.
+    pub secret: String,
+}
+
+/// Register a webhook
+///
+/// From now on, each public change is POSTed to the URL as a JSON `ChangeEvent`, with
+/// `X-Relai-Signature: sha256=<hex HMAC-SHA256 of the raw body under the secret>` and
+/// `X-Relai-Event-Id` (the change's sequence: deliveries are at least once, so dedupe on it).
+/// A failed delivery is retried with exponential backoff (1 s doubling, at most 5 minutes)
+/// until the subscriber answers 2xx; each subscriber is served on its own, so a slow or
+/// dead one delays nobody.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = WebhookRequest, responses(
+    (status = 201, description = "Registered", body = Webhook),
+    (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "Not http(s), outside the allowed networks, or a short secret", body = Problem, content_type = "application/problem+json"),
+))]
+#[post("/v1/admin/webhooks")]
+pub async fn register_webhook(
+    state: web::Data<AppState>,
+    settings: web::Data<WebhookSettings>,
+    caller: Authenticated,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.admin()?.actor();
+    let input: WebhookRequest = parse(&body)?;
+    let url =
+        settings
+            .policy
+            .check(&input.url)
+            .await
+            .map_err(|reason| ApiError::Unprocessable {
+                detail: format!("webhook URL refused: {reason}"),
+                errors: vec![crate::error::FieldError::new("url", reason)],
+            })?;
+    let state = state.into_inner();
+    let hook = state
+        .clone()
+        .write(move |conn, _| webhooks::register(conn, &actor, &url, &input.secret, store::now()))
+        .await?;
+    webhooks::start(
+        state,
+        settings.policy.clone(),
+        settings.retry_base,
+        hook.id.clone(),
+    );
+    Ok(json(actix_web::http::StatusCode::CREATED, &hook))
+}
+
+/// Webhooks.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    /// Every registered webhook (secrets are never shown).
+    pub items: Vec<Webhook>,
+}
+
+/// List webhooks
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, description = "The webhooks", body = WebhookList),
+    (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/admin/webhooks")]
+pub async fn list_webhooks(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    caller.admin()?;
+    let items = read(state, webhooks::list).await?;
+    Ok(json(
+        actix_web::http::StatusCode::OK,
+        &WebhookList { items },
+    ))
+}
+
+/// A webhook's delivery log.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryLog {
+    /// The latest 100 attempts, newest first.
+    pub items: Vec<Delivery>,
+}
+
+/// Delivery log of a webhook
+#[utoipa::path(tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+    (status = 200, description = "The latest attempts", body = DeliveryLog),
+    (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "Unknown webhook", body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/admin/webhooks/{id}/deliveries")]
+pub async fn webhook_deliveries(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.admin()?;
+    let id = path.into_inner();
+    let lookup = id.clone();
+    let items = read(state, move |conn| webhooks::deliveries(conn, &lookup, 100))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown webhook {id}")))?;
+    Ok(json(
+        actix_web::http::StatusCode::OK,
+        &DeliveryLog { items },
     ))
 }

@@ -48,5 +48,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(admin::change_account)
         .service(admin::issue_token)
         .service(admin::revoke_token)
-        .service(admin::audit);
+        .service(admin::audit)
+        .service(admin::register_webhook)
+        .service(admin::list_webhooks)
+        .service(admin::webhook_deliveries);
 }

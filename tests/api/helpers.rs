@@ -237,7 +237,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             )
         }
     };
-    let config = Config::for_database(&database_url, &data_dir);
+    let mut config = Config::for_database(&database_url, &data_dir);
+    // Webhook tests deliver to receivers on loopback, and retry quickly.
+    config.webhook_allowed_networks =
+        relai::feeds::webhooks::parse_networks("127.0.0.0/8").expect("networks");
+    config.webhook_retry_base = std::time::Duration::from_millis(100);
     let pool = relai::startup::prepare_database(&config).expect("prepare database");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let app = Application::build_with(&config, pool, listener).expect("build app");

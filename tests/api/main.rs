@@ -13,4 +13,5 @@ mod openapi;
 mod reference;
 mod seeding;
 mod tokens;
+mod webhooks;
 mod writes;
