@@ -1190,3 +1190,44 @@ pub fn changes_before(
         .select(ChangeRow::as_select())
         .load(conn)
 }
+
+/// One change of the log.
+pub fn change(conn: &mut DbConnection, seq: i64) -> QueryResult<Option<ChangeRow>> {
+    schema::changes::table
+        .find(seq)
+        .select(ChangeRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The changes of one entity before `seq`, oldest first.
+pub fn entity_changes_before(
+    conn: &mut DbConnection,
+    entity_id: &str,
+    seq: i64,
+) -> QueryResult<Vec<ChangeRow>> {
+    schema::changes::table
+        .filter(schema::changes::entity_id.eq(entity_id))
+        .filter(schema::changes::seq.lt(seq))
+        .order(schema::changes::seq)
+        .select(ChangeRow::as_select())
+        .load(conn)
+}
+
+/// Changes of the given kinds before `seq` (exclusive), newest first, at most `limit`.
+pub fn changes_of_kinds_before(
+    conn: &mut DbConnection,
+    kinds: &[&str],
+    seq: i64,
+    limit: i64,
+) -> QueryResult<Vec<ChangeRow>> {
+    schema::changes::table
+        .filter(schema::changes::seq.lt(seq))
+        .filter(
+            schema::changes::kind.eq_any(kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>()),
+        )
+        .order(schema::changes::seq.desc())
+        .limit(limit)
+        .select(ChangeRow::as_select())
+        .load(conn)
+}

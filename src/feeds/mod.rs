@@ -1,6 +1,7 @@
 //! Feeds for maps and bots: views of the directory snapshot or of the ordered changes log.
 
 pub mod atom;
+pub mod cap;
 pub mod events;
 pub mod geojson;
 pub mod webhooks;

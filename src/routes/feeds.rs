@@ -238,3 +238,125 @@ pub async fn feed_atom(
         body.into_bytes(),
     ))
 }
+
+/// The CAP media type.
+const CAP_XML: &str = "application/cap+xml";
+
+/// A CAP 1.2 message
+///
+/// The immutable CAP 1.2 message of one change of a number: `Alert` for a publication,
+/// `Update` for a correction, `Cancel` for a retirement (including the end of the outage it
+/// answered), the last two with `references` to the earlier messages about the same number.
+/// `category` Infra; `event` names the service; `area` has `areaDesc` and the INSEE
+/// `geocode` (`INSEE` for a commune, `INSEE-DEP` for a département); the number is in
+/// `instruction`, `contact` and the `telephone` parameter; times carry `+00:00`.
+/// Demonstration data has status `Exercise`.
+#[utoipa::path(
+    tag = "feeds",
+    params(("identifier" = String, Path, description = "The message identifier, e.g. relai-change-12")),
+    responses(
+        (status = 200, description = "The message", content_type = "application/cap+xml", body = String),
+        (status = 404, description = "No such message", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/cap/alerts/{identifier}.xml")]
+pub async fn cap_alert(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let identifier = path.into_inner();
+    let not_found = || ApiError::NotFound(format!("no CAP message {identifier}"));
+    let seq = crate::feeds::cap::parse_identifier(&identifier).ok_or_else(not_found)?;
+    let (row, earlier) = state
+        .clone()
+        .into_inner()
+        .read(move |conn| -> diesel::QueryResult<_> {
+            let Some(row) = store::change(conn, seq)? else {
+                return Ok(None);
+            };
+            let earlier = store::entity_changes_before(conn, &row.entity_id, seq)?;
+            Ok(Some((row, earlier)))
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    if !crate::feeds::cap::is_cap(&row.kind) {
+        return Err(not_found());
+    }
+    let event = ChangeEvent::public(row).ok_or_else(not_found)?;
+    let earlier: Vec<ChangeEvent> = earlier
+        .into_iter()
+        .filter(|r| crate::feeds::cap::is_cap(&r.kind))
+        .filter_map(ChangeEvent::public)
+        .collect();
+    let body = crate::feeds::cap::render(state.atlas(), &base_url(&req), &event, &earlier);
+    let etag = crate::http::etag_for(body.as_bytes());
+    // A message never changes once sent.
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, CAP_XML))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400, immutable"))
+        .insert_header((header::ETAG, etag))
+        .body(body))
+}
+
+/// Atom feed of the CAP messages
+///
+/// The latest CAP messages (one per change of a number), newest first, 50 per page, each
+/// entry linking to its message (`application/cap+xml`); `next` pages back.
+#[utoipa::path(
+    tag = "feeds",
+    params(AtomQuery),
+    responses(
+        (status = 200, description = "The feed", content_type = "application/atom+xml", body = String),
+        (status = 304, description = "Not modified since the ETag in If-None-Match"),
+        (status = 400, description = "Malformed `before`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/cap/feed.atom")]
+pub async fn cap_feed(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<AtomQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let before = query.before;
+    if before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_param(
+            "before",
+            "a sequence number from a next link",
+        ));
+    }
+    let page = crate::feeds::atom::PAGE;
+    let kinds = [
+        crate::store::change_kind::NUMBER_PUBLISHED,
+        crate::store::change_kind::NUMBER_CORRECTED,
+        crate::store::change_kind::NUMBER_RETIRED,
+        crate::store::change_kind::NUMBER_SUPERSEDED,
+    ];
+    let rows = state
+        .clone()
+        .into_inner()
+        .read(move |conn| {
+            store::changes_of_kinds_before(conn, &kinds, before.unwrap_or(i64::MAX), page + 1)
+        })
+        .await?;
+    let mut cap_events: Vec<ChangeEvent> =
+        rows.into_iter().filter_map(ChangeEvent::public).collect();
+    let next_before = if cap_events.len() as i64 > page {
+        cap_events.truncate(page as usize);
+        cap_events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    let body = crate::feeds::cap::feed(
+        state.atlas(),
+        &base_url(&req),
+        &cap_events,
+        before,
+        next_before,
+    );
+    Ok(crate::http::cached(
+        &req,
+        "application/atom+xml; charset=utf-8",
+        body.into_bytes(),
+    ))
+}

@@ -37,6 +37,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(writes::resolve)
         .service(feeds::events)
         .service(feeds::feed_atom)
+        .service(feeds::cap_alert)
+        .service(feeds::cap_feed)
         .service(feeds::numbers_geojson)
         .service(feeds::departements_geojson)
         .service(health::healthz)

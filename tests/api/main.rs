@@ -4,6 +4,7 @@
 mod helpers;
 
 mod authorities;
+mod cap;
 mod conventions;
 mod feeds;
 mod lookup;
