@@ -59,7 +59,12 @@ fn outlines() -> &'static Value {
 /// `GET /v1/departements.geojson`: for each département and service, `status` (`outage`
 /// when an active outage covers the whole département, `partial` when one covers some of
 /// its communes only, else `normal`) and the numbers in force at département level or above.
-pub fn departements(dir: &Directory, service: Option<&str>, now: DateTime<Utc>) -> Value {
+pub fn departements(
+    dir: &Directory,
+    service: Option<&str>,
+    departement: Option<&str>,
+    now: DateTime<Utc>,
+) -> Value {
     let atlas = dir.atlas();
     let features: Vec<Value> = outlines()["features"]
         .as_array()
@@ -67,7 +72,9 @@ pub fn departements(dir: &Directory, service: Option<&str>, now: DateTime<Utc>) 
             features
                 .iter()
                 .filter_map(|feature| {
-                    let code = feature["properties"]["code"].as_str()?;
+                    let code = feature["properties"]["code"]
+                        .as_str()
+                        .filter(|c| departement.is_none_or(|d| d == *c))?;
                     let territory = Territory::parse("departement", code).ok()?;
                     let mut chain = atlas.ancestors(&territory);
                     chain.insert(0, territory);

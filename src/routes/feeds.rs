@@ -119,6 +119,8 @@ pub async fn numbers_geojson(
 pub struct MapQuery {
     /// Only this service (a lighter map for one service).
     pub service: Option<String>,
+    /// Only this département.
+    pub departement: Option<String>,
 }
 
 /// Départements as GeoJSON
@@ -148,10 +150,17 @@ pub async fn departements_geojson(
         .map(|s| crate::domain::ServiceCode::parse(s).map(|c| c.as_str().to_owned()))
         .transpose()
         .map_err(|e| ApiError::bad_param("service", e.to_string()))?;
+    let departement = query
+        .departement
+        .as_deref()
+        .map(|d| crate::domain::DepartementCode::parse(d).map(|c| c.as_str().to_owned()))
+        .transpose()
+        .map_err(|e| ApiError::bad_param("departement", e.to_string()))?;
     let dir = state.directory();
     let body = serde_json::to_vec(&crate::feeds::geojson::departements(
         &dir,
         service.as_deref(),
+        departement.as_deref(),
         store::now(),
     ))
     .map_err(|e| ApiError::Internal(e.to_string()))?;
