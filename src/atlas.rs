@@ -158,6 +158,35 @@ impl Atlas {
         self.postcodes.len()
     }
 
+    /// Communes (not arrondissements) whose name starts with `query`, ignoring case,
+    /// accents, hyphens and apostrophes; the most populated first.
+    pub fn search_communes(&self, query: &str, limit: usize) -> Vec<&Commune> {
+        let wanted = fold(query);
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let mut found: Vec<&Commune> = self
+            .communes
+            .values()
+            .filter(|c| !c.is_arrondissement() && fold(&c.name).starts_with(&wanted))
+            .collect();
+        found.sort_by(|a, b| b.population.cmp(&a.population).then(a.insee.cmp(&b.insee)));
+        found.truncate(limit);
+        found
+    }
+
+    /// The postcodes of a commune.
+    pub fn postcodes_of(&self, insee: &str) -> Vec<&str> {
+        let mut codes: Vec<&str> = self
+            .postcodes
+            .iter()
+            .filter(|(_, communes)| communes.iter().any(|c| c == insee))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        codes.sort_unstable();
+        codes
+    }
+
     /// The territory with its name, if it exists in the reference data.
     pub fn describe(&self, t: &Territory) -> Option<TerritoryRef> {
         let name = match t {
@@ -228,5 +257,47 @@ impl Geography for Atlas {
                 None => vec![Territory::National],
             },
         }
+    }
+}
+
+/// Folds a name for search: lower case, no accents, hyphens and apostrophes as spaces.
+pub fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.trim().chars().flat_map(char::to_lowercase) {
+        let base = match c {
+            'à' | 'á' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+            'ç' => 'c',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'î' | 'ï' | 'í' | 'ì' => 'i',
+            'ô' | 'ö' | 'ó' | 'ò' | 'õ' => 'o',
+            'û' | 'ü' | 'ú' | 'ù' => 'u',
+            'ÿ' => 'y',
+            'œ' => {
+                out.push_str("oe");
+                continue;
+            }
+            'æ' => {
+                out.push_str("ae");
+                continue;
+            }
+            '-' | '\'' | '’' => ' ',
+            c => c,
+        };
+        if !(base == ' ' && out.ends_with(' ')) {
+            out.push(base);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold;
+
+    #[test]
+    fn folding_ignores_case_accents_and_punctuation() {
+        assert_eq!(fold("Saint-Étienne"), "saint etienne");
+        assert_eq!(fold("L'Haÿ-les-Roses"), "l hay les roses");
+        assert_eq!(fold("  Œuilly "), "oeuilly");
     }
 }

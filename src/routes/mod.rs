@@ -8,6 +8,7 @@ pub mod lookup;
 pub mod moderation;
 pub mod numbers;
 pub mod outages;
+pub mod page;
 pub mod reference;
 pub mod writes;
 
@@ -15,9 +16,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Registers every API route.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(reference::list_services)
+    cfg.service(page::index)
+        .service(reference::list_services)
         .service(reference::list_departements)
         .service(reference::get_postcode)
+        .service(reference::search_communes)
         .service(lookup::lookup)
         .service(numbers::list_numbers)
         .service(numbers::numbers_csv)

@@ -167,3 +167,87 @@ pub async fn get_postcode(
         },
     )
 }
+
+/// A commune found by name.
+#[derive(Serialize, ToSchema)]
+pub struct CommuneMatch {
+    /// INSEE code (use it with `/v1/lookup?insee=`).
+    #[schema(example = "33063")]
+    pub insee: String,
+    /// Name of the commune.
+    #[schema(example = "Bordeaux")]
+    pub name: String,
+    /// Its département.
+    pub departement: DepartementRef,
+    /// Its postcodes.
+    pub postcodes: Vec<String>,
+}
+
+/// Communes found by name.
+#[derive(Serialize, ToSchema)]
+pub struct CommuneMatches {
+    /// At most `limit`, the most populated first.
+    pub items: Vec<CommuneMatch>,
+}
+
+/// Search for a commune.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CommuneQuery {
+    /// The beginning of the name, in any case, with or without accents (2 to 100 characters).
+    #[param(example = "saint etie")]
+    pub q: String,
+    /// At most this many (1 to 50, default 10).
+    pub limit: Option<usize>,
+}
+
+/// Find a commune by name
+///
+/// Communes whose name starts with `q`, ignoring case, accents, hyphens and apostrophes,
+/// the most populated first.
+#[utoipa::path(
+    tag = "reference",
+    params(CommuneQuery),
+    responses(
+        (status = 200, description = "The communes found", body = CommuneMatches),
+        (status = 400, description = "Query too short or too long, or bad limit", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/communes")]
+pub async fn search_communes(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<CommuneQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.q.trim();
+    if !(2..=100).contains(&q.chars().count()) {
+        return Err(ApiError::bad_param("q", "2 to 100 characters"));
+    }
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::bad_param("limit", "1 to 50"));
+    }
+    let dir = state.directory();
+    let atlas = dir.atlas();
+    let items = atlas
+        .search_communes(q, limit)
+        .into_iter()
+        .map(|c| CommuneMatch {
+            insee: c.insee.clone(),
+            name: c.name.clone(),
+            departement: DepartementRef {
+                code: c.departement.clone(),
+                name: atlas
+                    .departement(&c.departement)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default(),
+            },
+            postcodes: atlas
+                .postcodes_of(&c.insee)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        })
+        .collect();
+    cached_json(&req, &CommuneMatches { items })
+}

@@ -119,3 +119,31 @@ backend_tests!(probes_answer, |app: TestApp| async move {
     let (status, _) = app.get_json("/readyz").await;
     assert_eq!(status, 200);
 });
+
+backend_tests!(the_map_page_is_served_whole, |app: TestApp| async move {
+    let response = app.get("/").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("connect-src 'self'"));
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<html lang=\"fr\">"));
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "no external asset"
+    );
+    let (status, found) = app.get_json("/v1/communes?q=saint%20etien").await;
+    assert_eq!(status, 200);
+    assert_eq!(found["items"][0]["name"], "Saint-Étienne");
+    assert!(found["items"][0]["postcodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "42000"));
+    assert_eq!(app.get("/v1/communes?q=a").await.status(), 400);
+});
