@@ -109,12 +109,14 @@ await test("a number published through the API appears without reload", async (p
 await test("phone size is readable", async (page, context) => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(base + "/");
-  await page.fill("#q", "89100");
+  await page.fill("#q", "Sens");
   await page.click("button[type=submit]");
+  await page.click('#suggestions button:has-text("Sens (Yonne)")');
   await page.locator('a.tel[href="tel:+33386951417"]').waitFor({ timeout: 5000 });
   const box = await page.locator('a.tel[href="tel:+33386951417"]').boundingBox();
   expect(box.height >= 44 && box.x + box.width <= 390, `a large tap target inside the screen (${JSON.stringify(box)})`);
-  await page.screenshot({ path: join(shots, "phone-lookup.png"), fullPage: true });
+  await page.screenshot({ path: join(shots, "phone-lookup.png") });
+  await page.screenshot({ path: join(shots, "phone-lookup-full.png"), fullPage: true });
 });
 
 await test("no serious accessibility violation (axe-core)", async (page) => {
