@@ -256,10 +256,48 @@ fn db_error(e: diesel::result::Error) -> ApiError {
         Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
             ApiError::Conflict(format!("already exists: {}", info.message()))
         }
+        // SQLite answers "database is locked" when another process holds the write lock
+        // longer than busy_timeout: a transient unavailability, not a bug.
+        Error::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+            if info.message().contains("database is locked") =>
+        {
+            ApiError::Unavailable("storage is busy; retry shortly".to_owned())
+        }
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
         | Error::BrokenTransactionManager => {
             ApiError::Unavailable("storage is unavailable; retry shortly".to_owned())
         }
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    #[test]
+    fn a_locked_database_is_a_503_not_a_500() {
+        let locked = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("database is locked".to_owned()),
+        );
+        assert_eq!(
+            ApiError::from(locked).status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let other = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("disk I/O error".to_owned()),
+        );
+        assert_eq!(
+            ApiError::from(other).status_code(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let unique = Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            Box::new("dup".to_owned()),
+        );
+        assert_eq!(ApiError::from(unique).status_code(), StatusCode::CONFLICT);
     }
 }

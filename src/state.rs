@@ -151,6 +151,26 @@ impl AppState {
         .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
     }
 
+    /// A write that is not a change of the directory (the webhook delivery log): taken
+    /// under the same lock as every other write of this process, so that SQLite never
+    /// sees two writers of ours at once, and without refreshing the snapshot.
+    pub async fn write_log<T, F>(self: Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+    {
+        actix_web::web::block(move || {
+            let _guard = self
+                .write_lock
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut conn = self.connection()?;
+            f(&mut conn).map_err(ApiError::from)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+    }
+
     /// Whether storage answers now.
     pub fn storage_ready(&self) -> bool {
         use diesel::connection::SimpleConnection;

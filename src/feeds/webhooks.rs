@@ -381,12 +381,14 @@ async fn deliver_forever(
                 deliver_one(&state, &policy, &client, &hook, &event, base).await;
             }
             let hook_id = hook.id.clone();
-            blocking(&state, move |c| {
-                diesel::update(schema::webhooks::table.find(hook_id))
-                    .set(schema::webhooks::delivered_seq.eq(seq))
-                    .execute(c)
-            })
-            .await;
+            let _ = state
+                .clone()
+                .write_log(move |c| {
+                    diesel::update(schema::webhooks::table.find(hook_id))
+                        .set(schema::webhooks::delivered_seq.eq(seq))
+                        .execute(c)
+                })
+                .await;
         }
     }
 }
@@ -438,12 +440,14 @@ async fn deliver_one(
             error,
             at: to_db(store::now()),
         };
-        blocking(state, move |c| {
-            diesel::insert_into(schema::webhook_deliveries::table)
-                .values(&row)
-                .execute(c)
-        })
-        .await;
+        let _ = state
+            .clone()
+            .write_log(move |c| {
+                diesel::insert_into(schema::webhook_deliveries::table)
+                    .values(&row)
+                    .execute(c)
+            })
+            .await;
         if outcome.is_ok() {
             return;
         }
