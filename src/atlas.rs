@@ -154,6 +154,11 @@ impl Atlas {
         self.postcodes.get(postcode).map(Vec::as_slice)
     }
 
+    /// Every postcode, in no particular order.
+    pub fn postcode_codes(&self) -> impl Iterator<Item = &str> {
+        self.postcodes.keys().map(String::as_str)
+    }
+
     pub fn postcode_count(&self) -> usize {
         self.postcodes.len()
     }

@@ -1,33 +1,58 @@
 //! The in-memory directory snapshot: everything a public read needs, immutable once
-//! built and swapped atomically after each committed write. A lookup is a few hash-map
-//! probes; public reads never touch the database.
+//! built and swapped atomically. A new snapshot is the last one with the committed changes
+//! of the changes log applied ([`Directory::apply`]): the maps are persistent (`imbl`), so
+//! it shares every unchanged entry with the last one and costs a few allocations per
+//! change, whatever the size of the directory. Public reads never touch the database.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use imbl::{HashMap as PMap, OrdMap};
 
+use crate::answers::{AnswerCache, PostcodeIndex, RenderedAnswer};
 use crate::atlas::{Atlas, Commune};
+use crate::db::models::ChangeRow;
 use crate::domain::{Geography, Territory, TerritoryKind};
 use crate::model::{Number, NumberStatus, Outage, OutageStatus};
+use crate::store::change_kind;
+
+/// Published numbers of one service at one territory, oldest first.
+type PlaceKey = (String, Territory);
 
 /// One snapshot of the directory.
 #[derive(Debug)]
 pub struct Directory {
     atlas: Arc<Atlas>,
+    /// Postcodes by position, and the postcodes each territory reaches.
+    postcodes: Arc<PostcodeIndex>,
     /// Published and retired numbers by id (pending and rejected ones are never public).
-    numbers: HashMap<String, Arc<Number>>,
-    /// Published numbers, oldest first (ids are UUIDv7, so by id).
-    published: Vec<Arc<Number>>,
-    /// Published numbers by service and territory.
-    by_place: HashMap<(String, Territory), Vec<Arc<Number>>>,
+    numbers: PMap<String, Arc<Number>>,
+    /// Published numbers by id: oldest first, as ids are UUIDv7.
+    published: OrdMap<String, Arc<Number>>,
+    /// Published numbers by service and territory, oldest first.
+    by_place: PMap<PlaceKey, Arc<Vec<Arc<Number>>>>,
     /// Every outage, newest first.
-    outages: Vec<Arc<Outage>>,
+    outages: Arc<Vec<Arc<Outage>>>,
     /// Active outages with their parsed territory.
-    active: Vec<(Territory, Arc<Outage>)>,
+    active: Arc<Vec<(Territory, Arc<Outage>)>>,
     /// The last changes-log sequence this snapshot includes.
     seq: i64,
     built_at: DateTime<Utc>,
+    /// `built_at` as JSON, spliced into the cached lookup answers.
+    built_at_json: String,
+    /// The lookup answers by postcode, rendered on first use and kept across snapshots
+    /// until a change touches one of their territories.
+    answers: AnswerCache,
+}
+
+/// A change of the log that the snapshot could not apply: the caller reloads from storage.
+#[derive(Debug, thiserror::Error)]
+#[error("change {seq} ({kind}) cannot be applied: {reason}")]
+pub struct ApplyError {
+    pub seq: i64,
+    pub kind: String,
+    pub reason: String,
 }
 
 /// A place to look up: a commune, and the arrondissement inside it when known.
@@ -37,60 +62,187 @@ pub struct Place<'a> {
     pub arrondissement: Option<&'a Commune>,
 }
 
+fn by_declared_desc(a: &Arc<Outage>, b: &Arc<Outage>) -> std::cmp::Ordering {
+    b.declared_at.cmp(&a.declared_at).then(b.id.cmp(&a.id))
+}
+
+fn territory_of(r: &crate::model::TerritoryRef) -> Option<Territory> {
+    Territory::from_parts(r.kind, &r.code).ok()
+}
+
+fn active_of(outages: &[Arc<Outage>]) -> Vec<(Territory, Arc<Outage>)> {
+    outages
+        .iter()
+        .filter(|o| o.status == OutageStatus::Active)
+        .filter_map(|o| territory_of(&o.territory).map(|t| (t, o.clone())))
+        .collect()
+}
+
 impl Directory {
-    /// Builds a snapshot. `numbers` may hold any status; only published and retired ones
-    /// are kept.
+    /// Builds a snapshot from everything in storage. `numbers` may hold any status; only
+    /// published and retired ones are kept.
     pub fn build(
         atlas: Arc<Atlas>,
+        postcodes: Arc<PostcodeIndex>,
         numbers: Vec<Number>,
         outages: Vec<Outage>,
         seq: i64,
         built_at: DateTime<Utc>,
     ) -> Directory {
-        let mut by_id = HashMap::with_capacity(numbers.len());
-        let mut published = Vec::new();
-        let mut by_place: HashMap<(String, Territory), Vec<Arc<Number>>> = HashMap::new();
+        let mut dir = Directory {
+            answers: AnswerCache::empty(postcodes.len()),
+            atlas,
+            postcodes,
+            numbers: PMap::new(),
+            published: OrdMap::new(),
+            by_place: PMap::new(),
+            outages: Arc::new(Vec::new()),
+            active: Arc::new(Vec::new()),
+            seq,
+            built_at,
+            built_at_json: json_time(built_at),
+        };
+        let mut by_place: std::collections::HashMap<PlaceKey, Vec<Arc<Number>>> =
+            std::collections::HashMap::new();
         for n in numbers {
             if !matches!(n.status, NumberStatus::Published | NumberStatus::Retired) {
                 continue;
             }
             let n = Arc::new(n);
             if n.status == NumberStatus::Published {
-                if let Ok(t) = Territory::from_parts(n.territory.kind, &n.territory.code) {
+                if let Some(t) = territory_of(&n.territory) {
                     by_place
                         .entry((n.service.clone(), t))
                         .or_default()
                         .push(n.clone());
                 }
-                published.push(n.clone());
+                dir.published.insert(n.id.clone(), n.clone());
             }
-            by_id.insert(n.id.clone(), n);
+            dir.numbers.insert(n.id.clone(), n);
         }
-        published.sort_by(|a, b| a.id.cmp(&b.id));
-        for list in by_place.values_mut() {
+        for (key, mut list) in by_place {
             list.sort_by(|a, b| a.id.cmp(&b.id));
+            dir.by_place.insert(key, Arc::new(list));
         }
         let mut outages: Vec<Arc<Outage>> = outages.into_iter().map(Arc::new).collect();
-        outages.sort_by(|a, b| b.declared_at.cmp(&a.declared_at).then(b.id.cmp(&a.id)));
-        let active = outages
-            .iter()
-            .filter(|o| o.status == OutageStatus::Active)
-            .filter_map(|o| {
-                Territory::from_parts(o.territory.kind, &o.territory.code)
-                    .ok()
-                    .map(|t| (t, o.clone()))
-            })
-            .collect();
-        Directory {
-            atlas,
-            numbers: by_id,
+        outages.sort_by(by_declared_desc);
+        dir.active = Arc::new(active_of(&outages));
+        dir.outages = Arc::new(outages);
+        dir
+    }
+
+    /// The next snapshot: this one with `changes` (the log after [`Directory::seq`], in
+    /// order) applied. Changes the public never sees (submissions, rejections) only move
+    /// the sequence. The lookup answers of every postcode a change reaches are dropped;
+    /// the others are carried over.
+    pub fn apply(
+        &self,
+        changes: &[ChangeRow],
+        now: DateTime<Utc>,
+    ) -> Result<Directory, ApplyError> {
+        let mut numbers = self.numbers.clone();
+        let mut published = self.published.clone();
+        let mut by_place = self.by_place.clone();
+        let mut outages: Option<Vec<Arc<Outage>>> = None;
+        let mut touched: HashSet<Territory> = HashSet::new();
+        let mut seq = self.seq;
+        for change in changes {
+            let fail = |reason: String| ApplyError {
+                seq: change.seq,
+                kind: change.kind.clone(),
+                reason,
+            };
+            seq = seq.max(change.seq);
+            match change.kind.as_str() {
+                change_kind::NUMBER_PUBLISHED
+                | change_kind::NUMBER_CORRECTED
+                | change_kind::NUMBER_RETIRED
+                | change_kind::NUMBER_SUPERSEDED => {
+                    let number: Number =
+                        serde_json::from_str(&change.payload).map_err(|e| fail(e.to_string()))?;
+                    if number.id != change.entity_id {
+                        return Err(fail("payload of another number".to_owned()));
+                    }
+                    if let Some(old) = numbers.remove(&number.id) {
+                        if let Some(t) = territory_of(&old.territory) {
+                            if old.status == NumberStatus::Published {
+                                remove_from_place(
+                                    &mut by_place,
+                                    (old.service.clone(), t.clone()),
+                                    &old.id,
+                                );
+                            }
+                            touched.insert(t);
+                        }
+                        published.remove(&old.id);
+                    }
+                    let t = territory_of(&number.territory).ok_or_else(|| {
+                        fail(format!("unknown territory {}", number.territory.code))
+                    })?;
+                    touched.insert(t.clone());
+                    match number.status {
+                        NumberStatus::Published => {
+                            let number = Arc::new(number);
+                            add_to_place(
+                                &mut by_place,
+                                (number.service.clone(), t),
+                                number.clone(),
+                            );
+                            published.insert(number.id.clone(), number.clone());
+                            numbers.insert(number.id.clone(), number);
+                        }
+                        NumberStatus::Retired => {
+                            numbers.insert(number.id.clone(), Arc::new(number));
+                        }
+                        NumberStatus::Pending | NumberStatus::Rejected => {}
+                    }
+                }
+                change_kind::OUTAGE_DECLARED | change_kind::OUTAGE_RESOLVED => {
+                    let outage: Outage =
+                        serde_json::from_str(&change.payload).map_err(|e| fail(e.to_string()))?;
+                    if outage.id != change.entity_id {
+                        return Err(fail("payload of another outage".to_owned()));
+                    }
+                    let t = territory_of(&outage.territory).ok_or_else(|| {
+                        fail(format!("unknown territory {}", outage.territory.code))
+                    })?;
+                    touched.insert(t);
+                    let list = outages.get_or_insert_with(|| self.outages.as_ref().clone());
+                    if let Some(old) = list.iter().position(|o| o.id == outage.id) {
+                        if let Some(old_t) = territory_of(&list[old].territory) {
+                            touched.insert(old_t);
+                        }
+                        list.remove(old);
+                    }
+                    list.push(Arc::new(outage));
+                }
+                // Submissions and rejections are moderation's business; a kind this
+                // version does not know changes nothing public.
+                _ => {}
+            }
+        }
+        let (outages, active) = match outages {
+            Some(mut list) => {
+                list.sort_by(by_declared_desc);
+                let active = Arc::new(active_of(&list));
+                (Arc::new(list), active)
+            }
+            None => (self.outages.clone(), self.active.clone()),
+        };
+        let answers = self.answers.carry_over(&self.postcodes, &touched);
+        Ok(Directory {
+            atlas: self.atlas.clone(),
+            postcodes: self.postcodes.clone(),
+            numbers,
             published,
             by_place,
             outages,
             active,
             seq,
-            built_at,
-        }
+            built_at: now,
+            built_at_json: json_time(now),
+            answers,
+        })
     }
 
     pub fn atlas(&self) -> &Atlas {
@@ -101,6 +253,10 @@ impl Directory {
         self.atlas.clone()
     }
 
+    pub fn postcode_index(&self) -> &Arc<PostcodeIndex> {
+        &self.postcodes
+    }
+
     pub fn seq(&self) -> i64 {
         self.seq
     }
@@ -109,19 +265,42 @@ impl Directory {
         self.built_at
     }
 
+    /// `built_at` as a JSON string.
+    pub fn built_at_json(&self) -> &str {
+        &self.built_at_json
+    }
+
     /// A published or retired number.
     pub fn number(&self, id: &str) -> Option<&Arc<Number>> {
         self.numbers.get(id)
     }
 
     /// Published numbers, oldest first.
-    pub fn published(&self) -> &[Arc<Number>] {
-        &self.published
+    pub fn published(&self) -> impl Iterator<Item = &Arc<Number>> + '_ {
+        self.published.values()
+    }
+
+    /// How many numbers are published.
+    pub fn published_count(&self) -> usize {
+        self.published.len()
     }
 
     /// Every outage, newest first.
     pub fn outages(&self) -> &[Arc<Outage>] {
         &self.outages
+    }
+
+    /// The lookup answer of a postcode, rendered once and reused while nothing it shows
+    /// changes; `None` for an unknown postcode.
+    pub fn postcode_answer(
+        &self,
+        postcode: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<RenderedAnswer>> {
+        let position = self.postcodes.position(postcode)?;
+        Some(self.answers.get_or_render(position, now, || {
+            crate::lookup::render_postcode(self, postcode, now)
+        }))
     }
 
     /// The place an INSEE code names: an arrondissement resolves to its commune too.
@@ -142,31 +321,12 @@ impl Directory {
     /// The places a postcode serves, one per commune; for Paris, Lyon and Marseille with
     /// the arrondissement the postcode belongs to.
     pub fn places_for_postcode(&self, postcode: &str) -> Option<Vec<Place<'_>>> {
-        let codes = self.atlas.postcode(postcode)?;
-        let all: Vec<&Commune> = codes.iter().filter_map(|c| self.atlas.commune(c)).collect();
-        let places = all
-            .iter()
-            .filter(|c| !c.is_arrondissement())
-            .map(|commune| Place {
-                commune,
-                arrondissement: all
-                    .iter()
-                    .find(|a| a.parent.as_deref() == Some(commune.insee.as_str()))
-                    .copied(),
-            })
-            .collect();
-        Some(places)
+        places_for_postcode(&self.atlas, postcode)
     }
 
     /// The territories a place lies in, from the narrowest to the national territory.
     pub fn chain(&self, place: Place<'_>) -> Vec<Territory> {
-        let narrowest = place.arrondissement.unwrap_or(place.commune);
-        let Ok(t) = Territory::parse("commune", &narrowest.insee) else {
-            return vec![Territory::National];
-        };
-        let mut chain = self.atlas.ancestors(&t);
-        chain.insert(0, t);
-        chain
+        chain(&self.atlas, place)
     }
 
     /// The active outages of `service` that cover a territory of `chain`.
@@ -204,6 +364,33 @@ impl Directory {
         Vec::new()
     }
 
+    /// The first instant after `now` at which a published number of `chain` enters or
+    /// leaves its validity: an answer computed at `now` holds until then.
+    pub fn next_validity_change(
+        &self,
+        chain: &[Territory],
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for service in self.atlas.services() {
+            let mut key = (service.code.clone(), Territory::National);
+            for t in chain {
+                key.1 = t.clone();
+                let Some(list) = self.by_place.get(&key) else {
+                    continue;
+                };
+                for n in list.iter() {
+                    for at in [Some(n.valid_from), n.valid_until].into_iter().flatten() {
+                        if at > now && next.is_none_or(|x| at < x) {
+                            next = Some(at);
+                        }
+                    }
+                }
+            }
+        }
+        next
+    }
+
     /// The numbers in force for `service` at exactly `territory`.
     pub fn in_force_at(
         &self,
@@ -224,9 +411,65 @@ impl Directory {
         now: DateTime<Utc>,
     ) -> impl Iterator<Item = &'a Arc<Number>> + 'a {
         self.published
-            .iter()
+            .values()
             .filter(move |n| n.in_force(now) && filter.matches(n, &self.atlas))
     }
+}
+
+/// The places a postcode serves (see [`Directory::places_for_postcode`]).
+pub fn places_for_postcode<'a>(atlas: &'a Atlas, postcode: &str) -> Option<Vec<Place<'a>>> {
+    let codes = atlas.postcode(postcode)?;
+    let all: Vec<&Commune> = codes.iter().filter_map(|c| atlas.commune(c)).collect();
+    let places = all
+        .iter()
+        .filter(|c| !c.is_arrondissement())
+        .map(|commune| Place {
+            commune,
+            arrondissement: all
+                .iter()
+                .find(|a| a.parent.as_deref() == Some(commune.insee.as_str()))
+                .copied(),
+        })
+        .collect();
+    Some(places)
+}
+
+/// The territories a place lies in, from the narrowest to the national territory.
+pub fn chain(atlas: &Atlas, place: Place<'_>) -> Vec<Territory> {
+    let narrowest = place.arrondissement.unwrap_or(place.commune);
+    let Ok(t) = Territory::parse("commune", &narrowest.insee) else {
+        return vec![Territory::National];
+    };
+    let mut chain = atlas.ancestors(&t);
+    chain.insert(0, t);
+    chain
+}
+
+fn add_to_place(map: &mut PMap<PlaceKey, Arc<Vec<Arc<Number>>>>, key: PlaceKey, n: Arc<Number>) {
+    let mut list = map
+        .get(&key)
+        .map(|l| l.as_ref().clone())
+        .unwrap_or_default();
+    let at = list.partition_point(|x| x.id < n.id);
+    list.insert(at, n);
+    map.insert(key, Arc::new(list));
+}
+
+fn remove_from_place(map: &mut PMap<PlaceKey, Arc<Vec<Arc<Number>>>>, key: PlaceKey, id: &str) {
+    let Some(list) = map.get(&key) else {
+        return;
+    };
+    let list: Vec<Arc<Number>> = list.iter().filter(|n| n.id != id).cloned().collect();
+    if list.is_empty() {
+        map.remove(&key);
+    } else {
+        map.insert(key, Arc::new(list));
+    }
+}
+
+/// A time as JSON, exactly as `serde_json` writes a `DateTime<Utc>` field.
+fn json_time(t: DateTime<Utc>) -> String {
+    serde_json::to_string(&t).unwrap_or_else(|_| format!("\"{}\"", t.to_rfc3339()))
 }
 
 /// Filters of the number lists and feeds.

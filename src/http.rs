@@ -25,7 +25,7 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == etag)
+        .any(|t| t == "*" || t == etag.trim_start_matches("W/"))
 }
 
 /// A public, cacheable answer with its ETag, or 304 when the client has it already.
@@ -46,7 +46,23 @@ pub fn cached_with_etag(
     body: Vec<u8>,
     etag: String,
 ) -> HttpResponse {
-    let fresh = not_modified(req, &etag);
+    match HeaderValue::from_str(&etag) {
+        Ok(etag) => cached_with_header(req, content_type, body, &etag),
+        Err(_) => cached(req, content_type, body),
+    }
+}
+
+/// [`cached`] with a validator kept ready as a header value (cloning one is a reference
+/// count, not a copy): the comparison with `If-None-Match` is weak, as RFC 9110 asks
+/// for `GET`.
+pub fn cached_with_header(
+    req: &HttpRequest,
+    content_type: &'static str,
+    body: Vec<u8>,
+    etag: &HeaderValue,
+) -> HttpResponse {
+    let fresh = not_modified(req, etag.to_str().unwrap_or_default());
+    let etag = etag.clone();
     let mut response = if fresh {
         HttpResponse::NotModified()
     } else {

@@ -5,6 +5,7 @@
 //! ordered changes log.
 
 pub mod accounts;
+pub mod answers;
 pub mod atlas;
 pub mod auth;
 pub mod config;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::answers::RenderedAnswer;
 use crate::directory::{Directory, Place};
 use crate::model::Number;
 
@@ -188,8 +189,36 @@ pub fn by_insee(dir: &Directory, insee: &str, now: DateTime<Utc>) -> Option<Look
     Some(answer(dir, vec![place], None, Some(insee.to_owned()), now))
 }
 
+/// The answer of a postcode the atlas knows, rendered for the cache of `dir` (see
+/// [`crate::answers`]): computed at `now`, stamped with the snapshot time.
+pub fn render_postcode(dir: &Directory, postcode: &str, now: DateTime<Utc>) -> RenderedAnswer {
+    let places = dir.places_for_postcode(postcode).unwrap_or_default();
+    let holds_until = places
+        .iter()
+        .filter_map(|p| dir.next_validity_change(&dir.chain(*p), now))
+        .min();
+    let mut answer = answer(dir, places, Some(postcode.to_owned()), None, now);
+    answer.generated_at = dir.built_at();
+    RenderedAnswer::new(&answer, holds_until)
+}
+
 /// The same answer as short French text, ready to post as is.
 pub fn to_text(answer: &LookupResponse) -> String {
+    let mut out = to_text_body(answer);
+    out.push_str(&text_footer(answer.generated_at));
+    out
+}
+
+/// The last line of the text answer: the time of the data.
+pub fn text_footer(generated_at: DateTime<Utc>) -> String {
+    format!(
+        "Mis à jour le {} UTC.",
+        generated_at.format("%d/%m/%Y à %H:%M")
+    )
+}
+
+/// The text answer without its last line.
+pub fn to_text_body(answer: &LookupResponse) -> String {
     let mut out = String::new();
     if answer.demo {
         let _ = writeln!(out, "{DEMO_NOTICE}\n");
@@ -247,10 +276,5 @@ pub fn to_text(answer: &LookupResponse) -> String {
         }
         out.push('\n');
     }
-    let _ = write!(
-        out,
-        "Mis à jour le {} UTC.",
-        answer.generated_at.format("%d/%m/%Y à %H:%M")
-    );
     out
 }

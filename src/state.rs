@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use diesel::QueryResult;
 
+use crate::answers::PostcodeIndex;
 use crate::atlas::Atlas;
+use crate::db::models::ChangeRow;
 use crate::db::{DbConnection, DbPool};
 use crate::directory::Directory;
 use crate::error::ApiError;
@@ -17,14 +19,16 @@ use crate::store::{self, StoreError};
 pub struct AppState {
     db: DbPool,
     atlas: Arc<Atlas>,
+    postcodes: Arc<PostcodeIndex>,
     directory: ArcSwap<Directory>,
-    /// Serializes writes in this process, so that snapshots are refreshed in commit order
-    /// and SQLite never sees two writers upgrade their locks at once.
+    /// Serializes writes in this process, so that SQLite never sees two writers of ours
+    /// upgrade their locks at once.
     write_lock: Mutex<()>,
+    /// Serializes catching up with the changes log, so that snapshots follow the log in
+    /// order and every change reaches `events` once.
+    sync_lock: Mutex<()>,
     /// Every public change, in order, to the live subscribers (Server-Sent Events).
     events: tokio::sync::broadcast::Sender<Arc<ChangeEvent>>,
-    /// The last changes-log sequence sent to `events`.
-    broadcast_seq: Mutex<i64>,
 }
 
 /// How many changes a slow subscriber may fall behind before it is told to reconnect
@@ -36,16 +40,17 @@ impl AppState {
     pub fn load(db: DbPool) -> Result<AppState, crate::db::DbError> {
         let mut conn = db.get()?;
         let atlas = Arc::new(Atlas::load(&mut conn)?);
-        let directory = store::load_directory(&mut conn, atlas.clone())?;
-        let seq = directory.seq();
+        let postcodes = Arc::new(PostcodeIndex::build(&atlas));
+        let directory = store::load_directory(&mut conn, atlas.clone(), postcodes.clone())?;
         drop(conn);
         Ok(AppState {
             db,
             atlas,
+            postcodes,
             directory: ArcSwap::from_pointee(directory),
             write_lock: Mutex::new(()),
+            sync_lock: Mutex::new(()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
-            broadcast_seq: Mutex::new(seq),
         })
     }
 
@@ -62,16 +67,60 @@ impl AppState {
         &self.db
     }
 
-    /// Rebuilds the snapshot from storage and swaps it in.
-    fn refresh(&self, conn: &mut DbConnection) -> QueryResult<()> {
-        let fresh = store::load_directory(conn, self.atlas.clone())?;
-        self.directory.store(Arc::new(fresh));
-        Ok(())
+    /// Brings the snapshot up to the end of the changes log: applies the changes committed
+    /// since (by this process or any other), swaps the new snapshot in, then hands the
+    /// public ones to the live subscribers. Returns how many changes were applied.
+    pub fn catch_up(&self, conn: &mut DbConnection) -> QueryResult<usize> {
+        let _guard = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.directory.load_full();
+        let mut changes = Vec::new();
+        loop {
+            let after = changes.last().map_or(current.seq(), |c: &ChangeRow| c.seq);
+            let batch = store::changes_after(conn, after, 1000)?;
+            let done = batch.len() < 1000;
+            changes.extend(batch);
+            if done {
+                break;
+            }
+        }
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let next = match current.apply(&changes, store::now()) {
+            Ok(next) => next,
+            Err(e) => {
+                // Never serve a snapshot that disagrees with storage: rebuild it.
+                tracing::error!(error = %e, "applying a change failed; reloading the directory");
+                let fresh =
+                    store::load_directory(conn, self.atlas.clone(), self.postcodes.clone())?;
+                // The reload may include changes committed after the batch: fetch them for
+                // the subscribers.
+                let mut after = changes.last().map_or(current.seq(), |c| c.seq);
+                while after < fresh.seq() {
+                    let more = store::changes_after(conn, after, 1000)?;
+                    let Some(last) = more.last().map(|c| c.seq) else {
+                        break;
+                    };
+                    changes.extend(more.into_iter().filter(|c| c.seq <= fresh.seq()));
+                    after = last;
+                }
+                fresh
+            }
+        };
+        self.directory.store(Arc::new(next));
+        let applied = changes.len();
+        for change in changes {
+            if let Some(event) = ChangeEvent::public(change) {
+                // No receiver is not an error: nobody listens yet.
+                let _ = self.events.send(Arc::new(event));
+            }
+        }
+        Ok(applied)
     }
 
-    /// Runs one write (one transaction, see `store.rs`), then refreshes the snapshot, so a
-    /// write answered 2xx is visible to the next read. Blocking: call from a blocking
-    /// context (the command line, tests) or through [`AppState::write`].
+    /// Runs one write (one transaction, see `store.rs`), then catches up with the changes
+    /// log, so a write answered 2xx is visible to the next read. Blocking: call from a
+    /// blocking context (the command line, tests) or through [`AppState::write`].
     pub fn write_blocking<T>(
         &self,
         f: impl FnOnce(&mut DbConnection, &Atlas) -> Result<T, StoreError>,
@@ -84,33 +133,11 @@ impl AppState {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut conn = self.connection()?;
         let value = f(&mut conn, &self.atlas)?;
-        if let Err(e) = self.refresh(&mut conn) {
+        if let Err(e) = self.catch_up(&mut conn) {
             // The write is committed; the snapshot catches up on the next refresh.
             tracing::error!(error = %e, "snapshot refresh after a write failed");
         }
-        if let Err(e) = self.broadcast_new_changes(&mut conn) {
-            tracing::error!(error = %e, "sending changes to subscribers failed");
-        }
         Ok(value)
-    }
-
-    /// Sends the public changes committed since the last call to the live subscribers.
-    fn broadcast_new_changes(&self, conn: &mut DbConnection) -> QueryResult<()> {
-        let mut last = self.broadcast_seq.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let batch = store::changes_after(conn, *last, 1000)?;
-            let Some(end) = batch.last().map(|c| c.seq) else {
-                break;
-            };
-            for change in batch {
-                if let Some(event) = ChangeEvent::public(change) {
-                    // No receiver is not an error: nobody listens yet.
-                    let _ = self.events.send(Arc::new(event));
-                }
-            }
-            *last = end;
-        }
-        Ok(())
     }
 
     /// A live feed of the public changes committed from now on.

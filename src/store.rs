@@ -806,7 +806,11 @@ pub fn last_change_seq(conn: &mut DbConnection) -> QueryResult<i64> {
 }
 
 /// Reads everything the public snapshot holds and builds it.
-pub fn load_directory(conn: &mut DbConnection, atlas: Arc<Atlas>) -> QueryResult<Directory> {
+pub fn load_directory(
+    conn: &mut DbConnection,
+    atlas: Arc<Atlas>,
+    postcodes: Arc<crate::answers::PostcodeIndex>,
+) -> QueryResult<Directory> {
     conn.transaction(|conn| {
         let seq = last_change_seq(conn)?;
         let orgs = organization_names(conn)?;
@@ -843,7 +847,7 @@ pub fn load_directory(conn: &mut DbConnection, atlas: Arc<Atlas>) -> QueryResult
                 outage_view(row, services, &atlas, &orgs)
             })
             .collect();
-        Ok(Directory::build(atlas.clone(), numbers, outages, seq, now()))
+        Ok(Directory::build(atlas.clone(), postcodes, numbers, outages, seq, now()))
     })
 }
 

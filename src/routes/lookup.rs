@@ -4,9 +4,11 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::answers::RenderedAnswer;
+use crate::directory::Directory;
 use crate::domain::{InseeCode, Postcode};
 use crate::error::{ApiError, Problem};
-use crate::http::{cached, cached_json, prefers_text};
+use crate::http::{cached_with_header, prefers_text};
 use crate::lookup::{self as answers, LookupResponse};
 use crate::state::AppState;
 
@@ -53,11 +55,13 @@ pub async fn lookup(
         (Some(p), None) => {
             let p =
                 Postcode::parse(p).map_err(|e| ApiError::bad_param("postcode", e.to_string()))?;
-            answers::by_postcode(&dir, p.as_str(), now).ok_or_else(|| {
+            // The hot path: an answer rendered once per snapshot, or carried over.
+            let rendered = dir.postcode_answer(p.as_str(), now).ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "unknown postcode {p} (CEDEX codes are not in the base)"
                 ))
-            })?
+            })?;
+            return Ok(respond(&req, &rendered, &dir));
         }
         (None, Some(i)) => {
             let i = InseeCode::parse(i).map_err(|e| ApiError::bad_param("insee", e.to_string()))?;
@@ -71,15 +75,26 @@ pub async fn lookup(
         }
     };
     let mut answer = answer;
-    // The snapshot's time, not the clock's, so that identical answers share an ETag.
+    // The snapshot's time, not the clock's: the data are those of the snapshot.
     answer.generated_at = dir.built_at();
-    if prefers_text(&req) {
-        Ok(cached(
-            &req,
+    Ok(respond(&req, &RenderedAnswer::new(&answer, None), &dir))
+}
+
+/// The answer as JSON or text, with its weak ETag.
+fn respond(req: &HttpRequest, answer: &RenderedAnswer, dir: &Directory) -> HttpResponse {
+    if prefers_text(req) {
+        cached_with_header(
+            req,
             "text/plain; charset=utf-8",
-            answers::to_text(&answer).into_bytes(),
-        ))
+            answer.text(dir.built_at()).into_bytes(),
+            answer.text_etag(),
+        )
     } else {
-        cached_json(&req, &answer)
+        cached_with_header(
+            req,
+            "application/json",
+            answer.json(dir.built_at_json()),
+            answer.json_etag(),
+        )
     }
 }

@@ -13,6 +13,7 @@ mod numbers;
 mod openapi;
 mod reference;
 mod seeding;
+mod snapshot;
 mod tokens;
 mod webhooks;
 mod writes;

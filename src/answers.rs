@@ -1,0 +1,254 @@
+//! Lookup answers rendered once and served many times.
+//!
+//! In a crisis nearly every read is `GET /v1/lookup?postcode=`, over a few thousand
+//! postcodes. Each snapshot keeps the rendered answer of every postcode asked so far (JSON
+//! and text, with their ETags); a request splices the snapshot time into it and copies
+//! bytes. A new snapshot carries over every answer that no applied change reaches, so a
+//! publication in Gironde leaves the rest of the country's answers warm.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderValue;
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::atlas::Atlas;
+use crate::directory::{chain, places_for_postcode};
+use crate::domain::Territory;
+use crate::lookup::{self, LookupResponse};
+
+/// Postcodes by position, and which postcodes each territory reaches.
+#[derive(Debug)]
+pub struct PostcodeIndex {
+    position: HashMap<String, usize>,
+    /// For each territory, the positions of the postcodes with a commune inside it.
+    reach: HashMap<Territory, Vec<usize>>,
+}
+
+impl PostcodeIndex {
+    pub fn build(atlas: &Atlas) -> PostcodeIndex {
+        let mut codes: Vec<&str> = atlas.postcode_codes().collect();
+        codes.sort_unstable();
+        let mut reach: HashMap<Territory, Vec<usize>> = HashMap::new();
+        for (i, code) in codes.iter().enumerate() {
+            let mut territories: HashSet<Territory> = HashSet::new();
+            for place in places_for_postcode(atlas, code).unwrap_or_default() {
+                territories.extend(chain(atlas, place));
+                // The commune itself too when the postcode names an arrondissement: a
+                // number of the whole city reaches it.
+                if let Ok(t) = Territory::parse("commune", &place.commune.insee) {
+                    territories.insert(t);
+                }
+            }
+            for t in territories {
+                reach.entry(t).or_default().push(i);
+            }
+        }
+        PostcodeIndex {
+            position: codes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ((*c).to_owned(), i))
+                .collect(),
+            reach,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.position.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.position.is_empty()
+    }
+
+    pub fn position(&self, postcode: &str) -> Option<usize> {
+        self.position.get(postcode).copied()
+    }
+
+    /// The postcodes whose answer a change at `territory` can alter.
+    pub fn reached_by(&self, territory: &Territory) -> &[usize] {
+        self.reach.get(territory).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// The rendered answers of one snapshot, one slot per postcode, filled on first use.
+#[derive(Debug)]
+pub struct AnswerCache {
+    slots: Arc<[ArcSwapOption<RenderedAnswer>]>,
+}
+
+impl AnswerCache {
+    pub fn empty(len: usize) -> AnswerCache {
+        AnswerCache {
+            slots: (0..len).map(|_| ArcSwapOption::empty()).collect(),
+        }
+    }
+
+    /// The cache of the next snapshot: every answer kept but those of the postcodes a
+    /// change at one of `touched` reaches.
+    pub fn carry_over(&self, index: &PostcodeIndex, touched: &HashSet<Territory>) -> AnswerCache {
+        if touched.is_empty() {
+            // Nothing public changed: the very same answers hold.
+            return AnswerCache {
+                slots: self.slots.clone(),
+            };
+        }
+        if touched.contains(&Territory::National) {
+            return AnswerCache::empty(self.slots.len());
+        }
+        let mut stale = vec![false; self.slots.len()];
+        for t in touched {
+            for &i in index.reached_by(t) {
+                stale[i] = true;
+            }
+        }
+        AnswerCache {
+            slots: self
+                .slots
+                .iter()
+                .zip(stale)
+                .map(|(slot, stale)| {
+                    if stale {
+                        ArcSwapOption::empty()
+                    } else {
+                        ArcSwapOption::new(slot.load_full())
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The answer at `position`, rendered by `render` if it is not there yet or no longer
+    /// holds at `now` (a number entered or left its validity since).
+    pub fn get_or_render(
+        &self,
+        position: usize,
+        now: DateTime<Utc>,
+        render: impl FnOnce() -> RenderedAnswer,
+    ) -> Arc<RenderedAnswer> {
+        let slot = &self.slots[position];
+        if let Some(answer) = slot.load().as_ref() {
+            if answer.holds_at(now) {
+                return answer.clone();
+            }
+        }
+        let fresh = Arc::new(render());
+        slot.store(Some(fresh.clone()));
+        fresh
+    }
+
+    /// How many answers are rendered (for tests and metrics).
+    pub fn rendered(&self) -> usize {
+        self.slots.iter().filter(|s| s.load().is_some()).count()
+    }
+}
+
+/// One lookup answer, as JSON and as text, with everything but the snapshot time.
+#[derive(Debug)]
+pub struct RenderedAnswer {
+    /// The JSON up to the value of `generated_at`.
+    json_head: String,
+    /// The JSON after the value of `generated_at`.
+    json_tail: String,
+    json_etag: HeaderValue,
+    /// The text answer without its last line (the time of the data).
+    text_body: String,
+    text_etag: HeaderValue,
+    /// The answer was computed for a time before this instant, when a number of it enters
+    /// or leaves its validity.
+    holds_until: Option<DateTime<Utc>>,
+}
+
+impl RenderedAnswer {
+    /// Renders `answer`, which holds until `holds_until`.
+    pub fn new(answer: &LookupResponse, holds_until: Option<DateTime<Utc>>) -> RenderedAnswer {
+        let json = serde_json::to_string(answer).unwrap_or_default();
+        let (json_head, json_tail) = split_at_generated_at(&json);
+        let text_body = lookup::to_text_body(answer);
+        RenderedAnswer {
+            json_etag: weak_etag(json_tail.as_bytes()),
+            text_etag: weak_etag(text_body.as_bytes()),
+            json_head,
+            json_tail,
+            text_body,
+            holds_until,
+        }
+    }
+
+    pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        self.holds_until.is_none_or(|until| now < until)
+    }
+
+    /// The JSON answer with `generated_at` (already JSON, see
+    /// [`crate::directory::Directory::built_at_json`]).
+    pub fn json(&self, generated_at_json: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            self.json_head.len() + generated_at_json.len() + self.json_tail.len(),
+        );
+        out.extend_from_slice(self.json_head.as_bytes());
+        out.extend_from_slice(generated_at_json.as_bytes());
+        out.extend_from_slice(self.json_tail.as_bytes());
+        out
+    }
+
+    /// The weak ETag of the JSON answer: the same while the answer says the same thing,
+    /// whatever its `generated_at`.
+    pub fn json_etag(&self) -> &HeaderValue {
+        &self.json_etag
+    }
+
+    /// The text answer, ending with the time of the data.
+    pub fn text(&self, generated_at: DateTime<Utc>) -> String {
+        let mut out = self.text_body.clone();
+        out.push_str(&lookup::text_footer(generated_at));
+        out
+    }
+
+    pub fn text_etag(&self) -> &HeaderValue {
+        &self.text_etag
+    }
+}
+
+/// A weak validator of the substance of an answer (everything but its time).
+pub fn weak_etag(substance: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(substance);
+    HeaderValue::from_str(&format!("W/\"{}\"", hex::encode(&digest[..12])))
+        .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""))
+}
+
+/// Splits serialized JSON around the value of its top-level `generated_at`; the key comes
+/// after `postcode` or `insee` only, whose values are digits and letters.
+fn split_at_generated_at(json: &str) -> (String, String) {
+    const KEY: &str = "\"generated_at\":\"";
+    let Some(start) = json.find(KEY) else {
+        return (json.to_owned(), String::new());
+    };
+    let value_start = start + KEY.len() - 1;
+    let Some(len) = json[value_start + 1..].find('"') else {
+        return (json.to_owned(), String::new());
+    };
+    let value_end = value_start + 1 + len + 1;
+    (json[..value_start].to_owned(), json[value_end..].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_around_the_time_value() {
+        let json = r#"{"postcode":"33000","generated_at":"2026-11-25T10:00:00.123456Z","demo":false,"communes":[]}"#;
+        let (head, tail) = split_at_generated_at(json);
+        assert_eq!(head, r#"{"postcode":"33000","generated_at":"#);
+        assert_eq!(tail, r#","demo":false,"communes":[]}"#);
+    }
+
+    #[test]
+    fn weak_etags_differ_with_the_substance() {
+        assert_ne!(weak_etag(b"a"), weak_etag(b"b"));
+        assert!(weak_etag(b"a").to_str().unwrap().starts_with("W/\""));
+    }
+}
