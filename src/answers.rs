@@ -9,7 +9,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header::HeaderValue;
+use actix_web::web::Bytes;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -150,12 +155,12 @@ impl AnswerCache {
 #[derive(Debug)]
 pub struct RenderedAnswer {
     /// The JSON up to the value of `generated_at`.
-    json_head: String,
+    json_head: Bytes,
     /// The JSON after the value of `generated_at`.
-    json_tail: String,
+    json_tail: Bytes,
     json_etag: HeaderValue,
     /// The text answer without its last line (the time of the data).
-    text_body: String,
+    text_body: Bytes,
     text_etag: HeaderValue,
     /// The answer was computed for a time before this instant, when a number of it enters
     /// or leaves its validity.
@@ -171,9 +176,9 @@ impl RenderedAnswer {
         RenderedAnswer {
             json_etag: weak_etag(json_tail.as_bytes()),
             text_etag: weak_etag(text_body.as_bytes()),
-            json_head,
-            json_tail,
-            text_body,
+            json_head: Bytes::from(json_head),
+            json_tail: Bytes::from(json_tail),
+            text_body: Bytes::from(text_body),
             holds_until,
         }
     }
@@ -182,16 +187,15 @@ impl RenderedAnswer {
         self.holds_until.is_none_or(|until| now < until)
     }
 
-    /// The JSON answer with `generated_at` (already JSON, see
-    /// [`crate::directory::Directory::built_at_json`]).
-    pub fn json(&self, generated_at_json: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.json_head.len() + generated_at_json.len() + self.json_tail.len(),
-        );
-        out.extend_from_slice(self.json_head.as_bytes());
-        out.extend_from_slice(generated_at_json.as_bytes());
-        out.extend_from_slice(self.json_tail.as_bytes());
-        out
+    /// The JSON answer with `generated_at`, given as JSON (see
+    /// [`crate::directory::Directory::built_at_json`]). No byte is copied: the parts are
+    /// shared and written out one after the other.
+    pub fn json(&self, generated_at_json: &Bytes) -> Spliced {
+        Spliced::new([
+            self.json_head.clone(),
+            generated_at_json.clone(),
+            self.json_tail.clone(),
+        ])
     }
 
     /// The weak ETag of the JSON answer: the same while the answer says the same thing,
@@ -200,15 +204,60 @@ impl RenderedAnswer {
         &self.json_etag
     }
 
-    /// The text answer, ending with the time of the data.
-    pub fn text(&self, generated_at: DateTime<Utc>) -> String {
-        let mut out = self.text_body.clone();
-        out.push_str(&lookup::text_footer(generated_at));
-        out
+    /// The text answer, ending with `footer`, the time of the data (see
+    /// [`crate::lookup::text_footer`]).
+    pub fn text(&self, footer: &Bytes) -> Spliced {
+        Spliced::new([self.text_body.clone(), footer.clone(), Bytes::new()])
     }
 
     pub fn text_etag(&self) -> &HeaderValue {
         &self.text_etag
+    }
+}
+
+/// A response body made of shared parts, written one after the other.
+pub struct Spliced {
+    parts: [Bytes; 3],
+    next: usize,
+    len: u64,
+}
+
+impl Spliced {
+    pub fn new(parts: [Bytes; 3]) -> Spliced {
+        let len = parts.iter().map(|p| p.len() as u64).sum();
+        Spliced {
+            parts,
+            next: 0,
+            len,
+        }
+    }
+
+    /// The whole body in one buffer (tests, and callers that need it whole).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
+}
+
+impl MessageBody for Spliced {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.len)
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        while self.next < self.parts.len() {
+            let i = self.next;
+            self.next += 1;
+            let part = std::mem::take(&mut self.parts[i]);
+            if !part.is_empty() {
+                return Poll::Ready(Some(Ok(part)));
+            }
+        }
+        Poll::Ready(None)
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use imbl::{HashMap as PMap, OrdMap};
 
@@ -40,7 +41,9 @@ pub struct Directory {
     seq: i64,
     built_at: DateTime<Utc>,
     /// `built_at` as JSON, spliced into the cached lookup answers.
-    built_at_json: String,
+    built_at_json: Bytes,
+    /// The last line of the text answers (the time of the data).
+    text_footer: Bytes,
     /// The lookup answers by postcode, rendered on first use and kept across snapshots
     /// until a change touches one of their territories.
     answers: AnswerCache,
@@ -101,6 +104,7 @@ impl Directory {
             seq,
             built_at,
             built_at_json: json_time(built_at),
+            text_footer: text_footer(built_at),
         };
         let mut by_place: std::collections::HashMap<PlaceKey, Vec<Arc<Number>>> =
             std::collections::HashMap::new();
@@ -241,6 +245,7 @@ impl Directory {
             seq,
             built_at: now,
             built_at_json: json_time(now),
+            text_footer: text_footer(now),
             answers,
         })
     }
@@ -266,8 +271,13 @@ impl Directory {
     }
 
     /// `built_at` as a JSON string.
-    pub fn built_at_json(&self) -> &str {
+    pub fn built_at_json(&self) -> &Bytes {
         &self.built_at_json
+    }
+
+    /// The last line of the text answers of this snapshot.
+    pub fn text_footer(&self) -> &Bytes {
+        &self.text_footer
     }
 
     /// A published or retired number.
@@ -468,8 +478,12 @@ fn remove_from_place(map: &mut PMap<PlaceKey, Arc<Vec<Arc<Number>>>>, key: Place
 }
 
 /// A time as JSON, exactly as `serde_json` writes a `DateTime<Utc>` field.
-fn json_time(t: DateTime<Utc>) -> String {
-    serde_json::to_string(&t).unwrap_or_else(|_| format!("\"{}\"", t.to_rfc3339()))
+fn json_time(t: DateTime<Utc>) -> Bytes {
+    Bytes::from(serde_json::to_string(&t).unwrap_or_else(|_| format!("\"{}\"", t.to_rfc3339())))
+}
+
+fn text_footer(t: DateTime<Utc>) -> Bytes {
+    Bytes::from(crate::lookup::text_footer(t))
 }
 
 /// Filters of the number lists and feeds.

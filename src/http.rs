@@ -1,6 +1,7 @@
 //! HTTP helpers shared by the public read handlers: content negotiation, ETag and 304,
 //! `Cache-Control`.
 
+use actix_web::body::MessageBody;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -58,7 +59,7 @@ pub fn cached_with_etag(
 pub fn cached_with_header(
     req: &HttpRequest,
     content_type: &'static str,
-    body: Vec<u8>,
+    body: impl MessageBody + 'static,
     etag: &HeaderValue,
 ) -> HttpResponse {
     let fresh = not_modified(req, etag.to_str().unwrap_or_default());

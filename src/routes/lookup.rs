@@ -86,7 +86,7 @@ fn respond(req: &HttpRequest, answer: &RenderedAnswer, dir: &Directory) -> HttpR
         cached_with_header(
             req,
             "text/plain; charset=utf-8",
-            answer.text(dir.built_at()).into_bytes(),
+            answer.text(dir.text_footer()),
             answer.text_etag(),
         )
     } else {

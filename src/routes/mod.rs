@@ -16,12 +16,13 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Registers every API route.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(page::index)
+    // The lookup first: it is nearly every request in a crisis, and routes are tried in order.
+    cfg.service(lookup::lookup)
+        .service(page::index)
         .service(reference::list_services)
         .service(reference::list_departements)
         .service(reference::get_postcode)
         .service(reference::search_communes)
-        .service(lookup::lookup)
         .service(numbers::list_numbers)
         .service(numbers::numbers_csv)
         .service(numbers::get_number)
