@@ -28,7 +28,13 @@ pub struct Config {
     pub webhook_allowed_networks: Vec<crate::feeds::webhooks::Network>,
     /// The first wait before retrying a failed webhook delivery (then doubling).
     pub webhook_retry_base: std::time::Duration,
+    /// How often the changes log is read for other instances' writes when no notification
+    /// came (PostgreSQL notifies at once; SQLite relies on this alone).
+    pub sync_interval: std::time::Duration,
 }
+
+/// The default of [`Config::sync_interval`], in milliseconds.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 500;
 
 /// The default of [`Config::tips_per_hour`]: strict, a person reports a few numbers at most.
 pub const DEFAULT_TIPS_PER_HOUR: u32 = 10;
@@ -57,6 +63,7 @@ impl Config {
             tips_per_hour: DEFAULT_TIPS_PER_HOUR,
             webhook_allowed_networks: Vec::new(),
             webhook_retry_base: std::time::Duration::from_secs(1),
+            sync_interval: std::time::Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod domain;
 pub mod error;
 pub mod feeds;
+pub mod follow;
 pub mod http;
 pub mod idempotency;
 pub mod import;

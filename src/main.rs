@@ -41,6 +41,10 @@ struct Cli {
     /// addresses only. Name 127.0.0.0/8 to deliver on loopback.
     #[arg(long, env = "RELAI_WEBHOOK_ALLOWED_NETWORKS", global = true, value_parser = parse_networks)]
     webhook_allowed_networks: Option<Networks>,
+    /// How often (milliseconds) the changes log is read for other instances' writes when
+    /// no notification came; PostgreSQL notifies at once, SQLite relies on this alone.
+    #[arg(long, env = "RELAI_SYNC_INTERVAL_MS", default_value_t = relai::config::DEFAULT_SYNC_INTERVAL_MS, global = true)]
+    sync_interval_ms: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -169,6 +173,7 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
             .map(|n| n.0)
             .unwrap_or_default(),
         webhook_retry_base: std::time::Duration::from_secs(1),
+        sync_interval: std::time::Duration::from_millis(cli.sync_interval_ms.max(10)),
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Application {
     state: web::Data<AppState>,
     webhooks: Arc<TargetPolicy>,
     webhook_retry_base: std::time::Duration,
+    database_url: DatabaseUrl,
+    sync_interval: std::time::Duration,
 }
 
 impl Application {
@@ -134,6 +136,7 @@ impl Application {
                 )
                 .default_service(web::to(not_found))
                 .wrap(middleware::ErrorHandlers::new().default_handler(as_problem))
+                .wrap(middleware::from_fn(mark_stale))
                 .wrap(cors())
                 .wrap(middleware::Compress::default())
                 .wrap(security_headers())
@@ -148,6 +151,8 @@ impl Application {
             state,
             webhooks: policy,
             webhook_retry_base: config.webhook_retry_base,
+            database_url: DatabaseUrl::parse(&config.database_url)?,
+            sync_interval: config.sync_interval,
         })
     }
 
@@ -166,6 +171,11 @@ impl Application {
     /// Starts the webhook deliveries and returns the server future (tests spawn it).
     /// Call from within the async runtime.
     pub fn into_server(self) -> Server {
+        crate::follow::spawn(
+            &self.state.clone().into_inner(),
+            self.database_url.clone(),
+            self.sync_interval,
+        );
         webhooks::start_all(
             self.state.clone().into_inner(),
             self.webhooks.clone(),
@@ -206,6 +216,30 @@ fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         ServiceResponse::new(req, response).map_into_right_body(),
     ))
 }
+
+/// While storage is away, every answer says since when its data may be stale (public
+/// reads keep coming from the last snapshot).
+async fn mark_stale(
+    req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody>,
+) -> actix_web::Result<ServiceResponse<impl actix_web::body::MessageBody>> {
+    let stale = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.stale_since());
+    let mut res = next.call(req).await?;
+    if let Some(since) = stale {
+        if let Ok(value) = header::HeaderValue::from_str(
+            &since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ) {
+            res.headers_mut()
+                .insert(header::HeaderName::from_static(STALE_HEADER), value);
+        }
+    }
+    Ok(res)
+}
+
+/// The header that says since when the data of an answer may be stale.
+pub const STALE_HEADER: &str = "relai-stale-since";
 
 fn bad_input(detail: String) -> error::Error {
     ApiError::bad_request(detail).into()

@@ -1,10 +1,11 @@
 //! The shared state of a running service: the database pool and the directory snapshot,
 //! and the one write path that keeps them in step.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use diesel::QueryResult;
+use diesel::{Connection, QueryResult};
 
 use crate::answers::PostcodeIndex;
 use crate::atlas::Atlas;
@@ -29,6 +30,11 @@ pub struct AppState {
     sync_lock: Mutex<()>,
     /// Every public change, in order, to the live subscribers (Server-Sent Events).
     events: tokio::sync::broadcast::Sender<Arc<ChangeEvent>>,
+    /// Whether storage answered the last time we asked.
+    storage_up: AtomicBool,
+    /// When storage last answered (Unix microseconds): the snapshot is known to be
+    /// current as of then.
+    storage_seen: AtomicI64,
 }
 
 /// How many changes a slow subscriber may fall behind before it is told to reconnect
@@ -51,6 +57,8 @@ impl AppState {
             write_lock: Mutex::new(()),
             sync_lock: Mutex::new(()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            storage_up: AtomicBool::new(true),
+            storage_seen: AtomicI64::new(store::now().timestamp_micros()),
         })
     }
 
@@ -132,7 +140,13 @@ impl AppState {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut conn = self.connection()?;
-        let value = f(&mut conn, &self.atlas)?;
+        // One transaction around the whole write (the store's own transactions nest as
+        // savepoints), serialized across instances so the log's order is commit order.
+        let value = (*conn).transaction(|conn| {
+            store::serialize_writers(conn)?;
+            f(conn, &self.atlas)
+        })?;
+        self.mark_storage(true);
         if let Err(e) = self.catch_up(&mut conn) {
             // The write is committed; the snapshot catches up on the next refresh.
             tracing::error!(error = %e, "snapshot refresh after a write failed");
@@ -157,9 +171,10 @@ impl AppState {
     }
 
     fn connection(&self) -> Result<crate::db::PooledConn, ApiError> {
-        self.db
-            .get()
-            .map_err(|e| ApiError::Unavailable(format!("storage is unavailable: {e}")))
+        self.db.get().map_err(|e| {
+            self.mark_storage(false);
+            ApiError::Unavailable(format!("storage is unavailable: {e}"))
+        })
     }
 
     /// Runs a read that the snapshot cannot answer (history, queue, audit, feed backlog)
@@ -198,11 +213,37 @@ impl AppState {
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
     }
 
+    /// Records whether storage just answered.
+    pub fn mark_storage(&self, up: bool) {
+        if up {
+            self.storage_seen
+                .store(store::now().timestamp_micros(), Ordering::Relaxed);
+        }
+        self.storage_up.store(up, Ordering::Relaxed);
+    }
+
+    /// Whether storage answered the last time it was asked.
+    pub fn storage_up(&self) -> bool {
+        self.storage_up.load(Ordering::Relaxed)
+    }
+
+    /// While storage is away: since when the snapshot may be stale (the last time storage
+    /// answered). `None` while storage answers.
+    pub fn stale_since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        if self.storage_up() {
+            return None;
+        }
+        chrono::DateTime::from_timestamp_micros(self.storage_seen.load(Ordering::Relaxed))
+    }
+
     /// Whether storage answers now.
     pub fn storage_ready(&self) -> bool {
         use diesel::connection::SimpleConnection;
-        self.db
+        let ready = self
+            .db
             .get()
-            .is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
+            .is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok());
+        self.mark_storage(ready);
+        ready
     }
 }

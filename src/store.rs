@@ -165,6 +165,32 @@ fn organization(conn: &mut DbConnection, id: &str) -> Result<OrganizationRow, St
         })
 }
 
+/// The channel on which PostgreSQL tells every instance that the changes log grew.
+pub const CHANGES_CHANNEL: &str = "relai_changes";
+
+/// Takes the cluster-wide writers' lock for the rest of the transaction (PostgreSQL; a
+/// SQLite database has one writer at a time anyway). Without it two instances could
+/// commit their changes out of sequence order, and a follower reading the log after
+/// sequence N would miss a change numbered below N that committed after it. Taken first
+/// in a write transaction, before any row lock, so that writers never deadlock.
+pub fn serialize_writers(conn: &mut DbConnection) -> QueryResult<()> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7340203)").execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Before appending to the changes log: takes the writers' lock (a no-op when the write
+/// path took it already; the command line's writes take it here) and, on PostgreSQL,
+/// queues the notification that the listening instances receive on commit.
+fn announce_changes(conn: &mut DbConnection) -> QueryResult<()> {
+    serialize_writers(conn)?;
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query(format!("NOTIFY {CHANGES_CHANNEL}")).execute(pg)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn append_change(
     conn: &mut DbConnection,
     at: DateTime<Utc>,
@@ -172,6 +198,7 @@ pub(crate) fn append_change(
     entity_id: &str,
     payload: &impl Serialize,
 ) -> Result<(), StoreError> {
+    announce_changes(conn)?;
     let payload = serde_json::to_string(payload)
         .map_err(|e| StoreError::Conflict(format!("cannot record the change: {e}")))?;
     diesel::insert_into(schema::changes::table)
@@ -1120,6 +1147,7 @@ pub fn import_numbers(
             .iter()
             .map(|v| serde_json::to_string(v).map_err(|e| StoreError::Conflict(e.to_string())))
             .collect::<Result<_, _>>()?;
+        announce_changes(conn)?;
         let changes: Vec<NewChange> = views
             .iter()
             .zip(&payloads)

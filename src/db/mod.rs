@@ -91,6 +91,15 @@ impl DatabaseUrl {
         self.backend
     }
 
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// What the driver is given: the file path (SQLite) or the URL (PostgreSQL).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// The SQLite file path, if this is a SQLite URL.
     pub fn sqlite_path(&self) -> Option<&str> {
         (self.backend == Backend::Sqlite).then_some(self.target.as_str())

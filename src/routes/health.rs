@@ -43,10 +43,13 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // The follower notices storage going away within its interval; no need to wait for
+    // a connection timeout then.
     let probe = state.clone();
-    let ready = web::block(move || probe.storage_ready())
-        .await
-        .unwrap_or(false);
+    let ready = state.storage_up()
+        && web::block(move || probe.storage_ready())
+            .await
+            .unwrap_or(false);
     if !ready {
         return Err(ApiError::Unavailable("storage is unreachable".to_owned()));
     }
