@@ -250,6 +250,28 @@ fn summarize(errors: &[FieldError]) -> String {
     format!("invalid field(s): {}", fields.join(", "))
 }
 
+/// Messages of PostgreSQL and libpq that mean "try again": the connection or the server
+/// is going or gone, or a deadlock or serialization failure aborted the transaction.
+fn is_transient(message: &str) -> bool {
+    const TRANSIENT: &[&str] = &[
+        "terminating connection",
+        "server closed the connection",
+        "connection to server",
+        "no connection to the server",
+        "could not connect",
+        "could not send data",
+        "could not receive data",
+        "the database system is",
+        "is not currently accepting connections",
+        "deadlock detected",
+        "could not serialize access",
+        "canceling statement due to",
+        "SSL connection has been closed",
+        "database is locked",
+    ];
+    TRANSIENT.iter().any(|t| message.contains(t))
+}
+
 fn db_error(e: diesel::result::Error) -> ApiError {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
@@ -265,6 +287,14 @@ fn db_error(e: diesel::result::Error) -> ApiError {
         }
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
         | Error::BrokenTransactionManager => {
+            ApiError::Unavailable("storage is unavailable; retry shortly".to_owned())
+        }
+        // The server went away or is restarting mid-request, or two writers collided:
+        // transient, never a bug of the request.
+        Error::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+        | Error::DatabaseError(DatabaseErrorKind::SerializationFailure, ref info)
+            if is_transient(info.message()) =>
+        {
             ApiError::Unavailable("storage is unavailable; retry shortly".to_owned())
         }
         other => ApiError::Internal(other.to_string()),
@@ -294,6 +324,18 @@ mod tests {
             ApiError::from(other).status_code(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        for message in [
+            "terminating connection due to administrator command",
+            "server closed the connection unexpectedly",
+            "deadlock detected",
+        ] {
+            let e = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()));
+            assert_eq!(
+                ApiError::from(e).status_code(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{message}"
+            );
+        }
         let unique = Error::DatabaseError(
             DatabaseErrorKind::UniqueViolation,
             Box::new("dup".to_owned()),

@@ -228,9 +228,9 @@ async fn mark_stale(
         .and_then(|state| state.stale_since());
     let mut res = next.call(req).await?;
     if let Some(since) = stale {
-        if let Ok(value) = header::HeaderValue::from_str(
-            &since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        ) {
+        if let Ok(value) =
+            header::HeaderValue::from_str(&since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        {
             res.headers_mut()
                 .insert(header::HeaderName::from_static(STALE_HEADER), value);
         }

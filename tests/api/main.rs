@@ -5,6 +5,7 @@ mod helpers;
 
 mod authorities;
 mod cap;
+mod cluster;
 mod conventions;
 mod feeds;
 mod lookup;
