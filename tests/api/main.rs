@@ -7,6 +7,7 @@ mod authorities;
 mod cap;
 mod cluster;
 mod conventions;
+mod durability;
 mod feeds;
 mod lookup;
 mod moderation;
