@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use diesel::{Connection, QueryResult};
+use diesel::QueryResult;
 
 use crate::answers::PostcodeIndex;
 use crate::atlas::Atlas;
@@ -30,6 +30,10 @@ pub struct AppState {
     sync_lock: Mutex<()>,
     /// Every public change, in order, to the live subscribers (Server-Sent Events).
     events: tokio::sync::broadcast::Sender<Arc<ChangeEvent>>,
+    /// This process, among the instances of a cluster (webhook leases name it).
+    instance_id: String,
+    /// The webhooks this process runs a delivery task for.
+    webhook_tasks: Mutex<std::collections::HashSet<String>>,
     /// Whether storage answered the last time we asked.
     storage_up: AtomicBool,
     /// When storage last answered (Unix microseconds): the snapshot is known to be
@@ -57,6 +61,8 @@ impl AppState {
             write_lock: Mutex::new(()),
             sync_lock: Mutex::new(()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            instance_id: uuid::Uuid::now_v7().to_string(),
+            webhook_tasks: Mutex::new(std::collections::HashSet::new()),
             storage_up: AtomicBool::new(true),
             storage_seen: AtomicI64::new(store::now().timestamp_micros()),
         })
@@ -142,10 +148,7 @@ impl AppState {
         let mut conn = self.connection()?;
         // One transaction around the whole write (the store's own transactions nest as
         // savepoints), serialized across instances so the log's order is commit order.
-        let value = (*conn).transaction(|conn| {
-            store::serialize_writers(conn)?;
-            f(conn, &self.atlas)
-        })?;
+        let value = store::write_transaction(&mut conn, |conn| f(conn, &self.atlas))?;
         self.mark_storage(true);
         if let Err(e) = self.catch_up(&mut conn) {
             // The write is committed; the snapshot catches up on the next refresh.
@@ -211,6 +214,19 @@ impl AppState {
         })
         .await
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Records that this process runs the delivery task of `webhook`; false if it already
+    /// does.
+    pub fn claim_webhook_task(&self, webhook: &str) -> bool {
+        self.webhook_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(webhook.to_owned())
     }
 
     /// Records whether storage just answered.

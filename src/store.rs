@@ -168,6 +168,39 @@ fn organization(conn: &mut DbConnection, id: &str) -> Result<OrganizationRow, St
 /// The channel on which PostgreSQL tells every instance that the changes log grew.
 pub const CHANGES_CHANNEL: &str = "relai_changes";
 
+/// Runs `f` in one write transaction: the store's own transactions nest inside it as
+/// savepoints. On SQLite it begins IMMEDIATE, taking the write lock first, so that it
+/// waits its turn (busy_timeout) behind another process's writer instead of failing
+/// when a read would turn into a write; on PostgreSQL it takes the writers' lock first
+/// (see [`serialize_writers`]).
+pub fn write_transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    if let DbConnection::Sqlite(c) = conn {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+        let result = f(conn);
+        let DbConnection::Sqlite(c) = conn else {
+            unreachable!("the connection does not change backend");
+        };
+        return match result {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(c)?;
+                Ok(value)
+            }
+            Err(e) => {
+                AnsiTransactionManager::rollback_transaction(c)?;
+                Err(e)
+            }
+        };
+    }
+    conn.transaction(|conn| {
+        serialize_writers(conn)?;
+        f(conn)
+    })
+}
+
 /// Takes the cluster-wide writers' lock for the rest of the transaction (PostgreSQL; a
 /// SQLite database has one writer at a time anyway). Without it two instances could
 /// commit their changes out of sequence order, and a follower reading the log after

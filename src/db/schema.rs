@@ -215,6 +215,8 @@ diesel::table! {
         enabled -> Integer,
         delivered_seq -> BigInt,
         created_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
     }
 }
 

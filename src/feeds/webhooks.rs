@@ -300,26 +300,63 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// Starts a delivery task for every enabled webhook.
+/// How long a delivery lease lasts without renewal: an instance that dies hands its
+/// webhooks to another one after this.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often every instance looks for webhooks registered elsewhere.
+const DISCOVERY: Duration = Duration::from_secs(5);
+
+/// Starts a delivery task for every enabled webhook, now and whenever one is registered
+/// (by any instance). Every instance runs a task per webhook; the one holding the
+/// webhook's lease delivers, so each change reaches a subscriber once across the cluster.
 pub fn start_all(state: Arc<AppState>, policy: Arc<TargetPolicy>, base: Duration) {
-    let Ok(mut conn) = state.pool().get() else {
-        tracing::error!("webhooks not started: storage unavailable");
-        return;
-    };
-    let hooks: Vec<WebhookRow> = schema::webhooks::table
-        .filter(schema::webhooks::enabled.eq(1))
-        .select(WebhookRow::as_select())
-        .load(&mut conn)
-        .unwrap_or_default();
-    drop(conn);
-    for hook in hooks {
-        start(state.clone(), policy.clone(), base, hook.id);
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        loop {
+            let Some(state) = weak.upgrade() else {
+                return;
+            };
+            let hooks = blocking(&state, |c| {
+                schema::webhooks::table
+                    .filter(schema::webhooks::enabled.eq(1))
+                    .select(schema::webhooks::id)
+                    .load::<String>(c)
+            })
+            .await
+            .unwrap_or_default();
+            for id in hooks {
+                start(state.clone(), policy.clone(), base, id);
+            }
+            drop(state);
+            tokio::time::sleep(DISCOVERY).await;
+        }
+    });
+}
+
+/// Starts the delivery task of one webhook, unless this process runs it already.
+pub fn start(state: Arc<AppState>, policy: Arc<TargetPolicy>, base: Duration, webhook_id: String) {
+    if state.claim_webhook_task(&webhook_id) {
+        tokio::spawn(async move { deliver_forever(state, policy, base, webhook_id).await });
     }
 }
 
-/// Starts the delivery task of one webhook.
-pub fn start(state: Arc<AppState>, policy: Arc<TargetPolicy>, base: Duration, webhook_id: String) {
-    tokio::spawn(async move { deliver_forever(state, policy, base, webhook_id).await });
+/// Takes or renews the delivery lease of a webhook; true when this instance holds it.
+fn take_lease(c: &mut DbConnection, id: &str, me: &str) -> QueryResult<bool> {
+    use schema::webhooks::dsl as w;
+    let now = store::now();
+    let until = to_db(now + chrono::Duration::from_std(LEASE).unwrap_or_default());
+    let taken = diesel::update(
+        w::webhooks.filter(w::id.eq(id)).filter(
+            w::lease_owner
+                .is_null()
+                .or(w::lease_owner.eq(me))
+                .or(w::lease_until.lt(to_db(now))),
+        ),
+    )
+    .set((w::lease_owner.eq(me), w::lease_until.eq(until)))
+    .execute(c)?;
+    Ok(taken == 1)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -365,6 +402,17 @@ async fn deliver_forever(
         let Some(hook) = hook.filter(|h| h.enabled != 0) else {
             return;
         };
+        let (hook_id, me) = (hook.id.clone(), state.instance_id().to_owned());
+        let leased = state
+            .clone()
+            .write_log(move |c| take_lease(c, &hook_id, &me))
+            .await
+            .unwrap_or(false);
+        if !leased {
+            // Another instance delivers; take over if its lease runs out.
+            let _ = tokio::time::timeout(LEASE / 3, live.recv()).await;
+            continue;
+        }
         let after = hook.delivered_seq;
         let pending = blocking(&state, move |c| store::changes_after(c, after, 100))
             .await
@@ -378,22 +426,33 @@ async fn deliver_forever(
         for change in pending {
             let seq = change.seq;
             if let Some(event) = ChangeEvent::public(change) {
-                deliver_one(&state, &policy, &client, &hook, &event, base).await;
+                if !deliver_one(&state, &policy, &client, &hook, &event, base).await {
+                    break; // the lease went to another instance, which carries on
+                }
             }
-            let hook_id = hook.id.clone();
+            let (hook_id, me) = (hook.id.clone(), state.instance_id().to_owned());
+            // Only the lease holder moves the cursor; the lease is renewed with it.
             let _ = state
                 .clone()
                 .write_log(move |c| {
-                    diesel::update(schema::webhooks::table.find(hook_id))
-                        .set(schema::webhooks::delivered_seq.eq(seq))
-                        .execute(c)
+                    use schema::webhooks::dsl as w;
+                    let until =
+                        to_db(store::now() + chrono::Duration::from_std(LEASE).unwrap_or_default());
+                    diesel::update(
+                        w::webhooks
+                            .filter(w::id.eq(hook_id))
+                            .filter(w::lease_owner.eq(me)),
+                    )
+                    .set((w::delivered_seq.eq(seq), w::lease_until.eq(until)))
+                    .execute(c)
                 })
                 .await;
         }
     }
 }
 
-/// Delivers one change until the subscriber accepts it (2xx), logging every attempt.
+/// Delivers one change until the subscriber accepts it (2xx), logging every attempt;
+/// false if this instance lost the webhook's lease meanwhile.
 async fn deliver_one(
     state: &Arc<AppState>,
     policy: &TargetPolicy,
@@ -401,12 +460,24 @@ async fn deliver_one(
     hook: &WebhookRow,
     event: &ChangeEvent,
     base: Duration,
-) {
+) -> bool {
     let body = serde_json::to_vec(event).unwrap_or_default();
     let signature = sign(&hook.secret, &body);
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
+        if attempt > 1 {
+            // Retries can outlast a lease: renew it, or leave the webhook to its holder.
+            let (hook_id, me) = (hook.id.clone(), state.instance_id().to_owned());
+            let leased = state
+                .clone()
+                .write_log(move |c| take_lease(c, &hook_id, &me))
+                .await
+                .unwrap_or(false);
+            if !leased {
+                return false;
+            }
+        }
         // Checked again at every attempt: the name may now resolve elsewhere.
         let outcome = match policy.check(&hook.url).await {
             Err(e) => Err((None, e)),
@@ -449,7 +520,7 @@ async fn deliver_one(
             })
             .await;
         if outcome.is_ok() {
-            return;
+            return true;
         }
         tokio::time::sleep(backoff(base, attempt - 1)).await;
     }

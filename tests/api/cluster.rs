@@ -11,16 +11,19 @@ use crate::helpers::TestApp;
 
 /// Another instance on the same database with the same signing key, as behind a load
 /// balancer.
-struct Instance {
-    address: String,
-    client: reqwest::Client,
+pub struct Instance {
+    pub address: String,
+    pub client: reqwest::Client,
 }
 
-async fn second_instance(app: &TestApp) -> Instance {
+pub async fn second_instance(app: &TestApp) -> Instance {
     let data_dir = app.jwt_key.parent().expect("data dir").to_owned();
     let mut config = Config::for_database(&app.database_url, &data_dir);
     config.jwt_private_key = app.jwt_key.clone();
     config.sync_interval = Duration::from_millis(500);
+    config.webhook_allowed_networks =
+        relai::feeds::webhooks::parse_networks("127.0.0.0/8").expect("networks");
+    config.webhook_retry_base = Duration::from_millis(100);
     let pool = relai::startup::prepare_database(&config).expect("prepare database");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let other = Application::build_with(&config, pool, listener).expect("build app");

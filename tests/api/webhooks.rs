@@ -184,6 +184,83 @@ backend_tests!(
 );
 
 backend_tests!(
+    two_instances_deliver_each_change_once_across_the_cluster,
+    |app: TestApp| async move {
+        let admin = app.admin_token().await;
+        let (_, _, token) = app
+            .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+            .await;
+        let (url, seen, _down) = receiver();
+        let (status, _) = app
+            .post(
+                "/v1/admin/webhooks",
+                &admin,
+                json!({"url": url, "secret": "un secret partagé assez long"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        // The other instance starts after the registration: it runs a task for the
+        // webhook from its first moment, beside this one's.
+        let other = crate::cluster::second_instance(&app).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let body = json!({"service": "18", "territory": {"kind": "departement", "code": "33"},
+                "phone": format!("05569000{i:02}"), "label": "CTA"});
+            let response = if i % 2 == 0 {
+                app.send(
+                    reqwest::Method::POST,
+                    "/v1/numbers",
+                    Some(&token),
+                    Some(body),
+                )
+                .await
+            } else {
+                other
+                    .client
+                    .post(format!("{}/v1/numbers", other.address))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+            };
+            assert_eq!(response.status(), 201);
+            ids.push(
+                response.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let got = wait_for(&seen, 10, Duration::from_secs(10)).await;
+        assert_eq!(got.len(), 10, "{got:?}");
+        // Time for a duplicate to arrive, if one were coming.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let got = accepted(&seen);
+        let unique: std::collections::HashSet<&String> = got.iter().collect();
+        assert_eq!(
+            unique.len(),
+            got.len(),
+            "a change was delivered twice: {got:?}"
+        );
+        assert_eq!(got.len(), 10);
+        // Every published number, in log order.
+        let bodies: Vec<Value> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, body, _)| serde_json::from_slice(body).unwrap())
+            .collect();
+        let delivered: Vec<String> = bodies
+            .iter()
+            .map(|b| b["data"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(delivered, ids);
+    }
+);
+
+backend_tests!(
     webhook_urls_outside_the_allowed_networks_are_refused,
     |app: TestApp| async move {
         let admin = app.admin_token().await;

@@ -1,0 +1,2 @@
+ALTER TABLE webhooks DROP COLUMN lease_until;
+ALTER TABLE webhooks DROP COLUMN lease_owner;
