@@ -7,6 +7,7 @@
 //! publication in Gironde leaves the rest of the country's answers warm.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use std::pin::Pin;
@@ -24,16 +25,54 @@ use crate::directory::{chain, places_for_postcode};
 use crate::domain::Territory;
 use crate::lookup::{self, LookupResponse};
 
-/// Postcodes by position, and which postcodes each territory reaches.
+/// Postcodes by position, which postcodes each territory reaches, and how much memory
+/// the rendered answers may take.
 #[derive(Debug)]
 pub struct PostcodeIndex {
     position: HashMap<String, usize>,
     /// For each territory, the positions of the postcodes with a commune inside it.
     reach: HashMap<Territory, Vec<usize>>,
+    budget: Arc<CacheBudget>,
 }
+
+/// The bytes the rendered answers of all snapshots may hold together: beyond it an
+/// answer is rendered for its request and not kept, so a dense directory never makes the
+/// process grow without bound.
+#[derive(Debug)]
+pub struct CacheBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl CacheBudget {
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `bytes`, or refuses if that would exceed the limit.
+    fn reserve(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + bytes <= self.limit).then_some(used + bytes)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The default of the answer cache budget, in MiB.
+pub const DEFAULT_ANSWER_CACHE_MB: usize = 96;
 
 impl PostcodeIndex {
     pub fn build(atlas: &Atlas) -> PostcodeIndex {
+        Self::with_budget(atlas, DEFAULT_ANSWER_CACHE_MB << 20)
+    }
+
+    /// [`PostcodeIndex::build`] with a cache budget in bytes.
+    pub fn with_budget(atlas: &Atlas, budget_bytes: usize) -> PostcodeIndex {
         let mut codes: Vec<&str> = atlas.postcode_codes().collect();
         codes.sort_unstable();
         let mut reach: HashMap<Territory, Vec<usize>> = HashMap::new();
@@ -58,7 +97,15 @@ impl PostcodeIndex {
                 .map(|(i, c)| ((*c).to_owned(), i))
                 .collect(),
             reach,
+            budget: Arc::new(CacheBudget {
+                limit: budget_bytes,
+                used: AtomicUsize::new(0),
+            }),
         }
+    }
+
+    pub fn budget(&self) -> &Arc<CacheBudget> {
+        &self.budget
     }
 
     pub fn len(&self) -> usize {
@@ -132,6 +179,7 @@ impl AnswerCache {
         &self,
         position: usize,
         now: DateTime<Utc>,
+        budget: &Arc<CacheBudget>,
         render: impl FnOnce() -> RenderedAnswer,
     ) -> Arc<RenderedAnswer> {
         let slot = &self.slots[position];
@@ -140,9 +188,17 @@ impl AnswerCache {
                 return answer.clone();
             }
         }
-        let fresh = Arc::new(render());
-        slot.store(Some(fresh.clone()));
-        fresh
+        let mut fresh = render();
+        let size = fresh.size();
+        if budget.reserve(size) {
+            fresh.accounted = Some((budget.clone(), size));
+            let fresh = Arc::new(fresh);
+            slot.store(Some(fresh.clone()));
+            fresh
+        } else {
+            // Over budget: served, not kept.
+            Arc::new(fresh)
+        }
     }
 
     /// How many answers are rendered (for tests and metrics).
@@ -165,6 +221,16 @@ pub struct RenderedAnswer {
     /// The answer was computed for a time before this instant, when a number of it enters
     /// or leaves its validity.
     holds_until: Option<DateTime<Utc>>,
+    /// The budget this answer counts against while it is kept, and its size.
+    accounted: Option<(Arc<CacheBudget>, usize)>,
+}
+
+impl Drop for RenderedAnswer {
+    fn drop(&mut self) {
+        if let Some((budget, size)) = &self.accounted {
+            budget.release(*size);
+        }
+    }
 }
 
 impl RenderedAnswer {
@@ -180,7 +246,13 @@ impl RenderedAnswer {
             json_tail: Bytes::from(json_tail),
             text_body: Bytes::from(text_body),
             holds_until,
+            accounted: None,
         }
+    }
+
+    /// The memory it holds, roughly.
+    pub fn size(&self) -> usize {
+        self.json_head.len() + self.json_tail.len() + self.text_body.len() + 256
     }
 
     pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
@@ -293,6 +365,49 @@ mod tests {
         let (head, tail) = split_at_generated_at(json);
         assert_eq!(head, r#"{"postcode":"33000","generated_at":"#);
         assert_eq!(tail, r#","demo":false,"communes":[]}"#);
+    }
+
+    fn answer() -> RenderedAnswer {
+        RenderedAnswer::new(
+            &LookupResponse {
+                postcode: Some("33000".to_owned()),
+                insee: None,
+                generated_at: chrono::Utc::now(),
+                demo: false,
+                notice: None,
+                communes: Vec::new(),
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn answers_are_kept_within_the_budget_and_released_when_dropped() {
+        let size = answer().size();
+        let budget = Arc::new(CacheBudget {
+            limit: size + size / 2,
+            used: AtomicUsize::new(0),
+        });
+        let cache = AnswerCache::empty(3);
+        let now = chrono::Utc::now();
+        let first = cache.get_or_render(0, now, &budget, answer);
+        assert_eq!(budget.used(), size);
+        // The same slot again: served from the cache.
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.get_or_render(0, now, &budget, answer)
+        ));
+        // Another: over the budget, served but not kept.
+        let second = cache.get_or_render(1, now, &budget, answer);
+        assert!(!Arc::ptr_eq(
+            &second,
+            &cache.get_or_render(1, now, &budget, answer)
+        ));
+        assert_eq!(cache.rendered(), 1);
+        assert_eq!(budget.used(), size);
+        drop(first);
+        drop(cache);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Config {
     /// How often the changes log is read for other instances' writes when no notification
     /// came (PostgreSQL notifies at once; SQLite relies on this alone).
     pub sync_interval: std::time::Duration,
+    /// The memory the rendered lookup answers may take, in MiB.
+    pub answer_cache_mb: usize,
 }
 
 /// The default of [`Config::sync_interval`], in milliseconds.
@@ -64,6 +66,7 @@ impl Config {
             webhook_allowed_networks: Vec::new(),
             webhook_retry_base: std::time::Duration::from_secs(1),
             sync_interval: std::time::Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS),
+            answer_cache_mb: crate::answers::DEFAULT_ANSWER_CACHE_MB,
         }
     }
 }

@@ -65,6 +65,70 @@ pub struct Place<'a> {
     pub arrondissement: Option<&'a Commune>,
 }
 
+/// Builds a snapshot number by number, so that loading a large directory never holds
+/// all of its rows at once.
+pub struct DirectoryBuilder {
+    atlas: Arc<Atlas>,
+    postcodes: Arc<PostcodeIndex>,
+    numbers: PMap<String, Arc<Number>>,
+    published: OrdMap<String, Arc<Number>>,
+    by_place: std::collections::HashMap<PlaceKey, Vec<Arc<Number>>>,
+}
+
+impl DirectoryBuilder {
+    pub fn new(atlas: Arc<Atlas>, postcodes: Arc<PostcodeIndex>) -> DirectoryBuilder {
+        DirectoryBuilder {
+            atlas,
+            postcodes,
+            numbers: PMap::new(),
+            published: OrdMap::new(),
+            by_place: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Adds a number; only published and retired ones are kept.
+    pub fn add_number(&mut self, n: Number) {
+        if !matches!(n.status, NumberStatus::Published | NumberStatus::Retired) {
+            return;
+        }
+        let n = Arc::new(n);
+        if n.status == NumberStatus::Published {
+            if let Some(t) = territory_of(&n.territory) {
+                self.by_place
+                    .entry((n.service.clone(), t))
+                    .or_default()
+                    .push(n.clone());
+            }
+            self.published.insert(n.id.clone(), n.clone());
+        }
+        self.numbers.insert(n.id.clone(), n);
+    }
+
+    pub fn finish(self, outages: Vec<Outage>, seq: i64, built_at: DateTime<Utc>) -> Directory {
+        let mut by_place = PMap::new();
+        for (key, mut list) in self.by_place {
+            list.sort_by(|a, b| a.id.cmp(&b.id));
+            by_place.insert(key, Arc::new(list));
+        }
+        let mut outages: Vec<Arc<Outage>> = outages.into_iter().map(Arc::new).collect();
+        outages.sort_by(by_declared_desc);
+        Directory {
+            answers: AnswerCache::empty(self.postcodes.len()),
+            atlas: self.atlas,
+            postcodes: self.postcodes,
+            numbers: self.numbers,
+            published: self.published,
+            by_place,
+            active: Arc::new(active_of(&outages)),
+            outages: Arc::new(outages),
+            seq,
+            built_at,
+            built_at_json: json_time(built_at),
+            text_footer: text_footer(built_at),
+        }
+    }
+}
+
 fn by_declared_desc(a: &Arc<Outage>, b: &Arc<Outage>) -> std::cmp::Ordering {
     b.declared_at.cmp(&a.declared_at).then(b.id.cmp(&a.id))
 }
@@ -92,47 +156,11 @@ impl Directory {
         seq: i64,
         built_at: DateTime<Utc>,
     ) -> Directory {
-        let mut dir = Directory {
-            answers: AnswerCache::empty(postcodes.len()),
-            atlas,
-            postcodes,
-            numbers: PMap::new(),
-            published: OrdMap::new(),
-            by_place: PMap::new(),
-            outages: Arc::new(Vec::new()),
-            active: Arc::new(Vec::new()),
-            seq,
-            built_at,
-            built_at_json: json_time(built_at),
-            text_footer: text_footer(built_at),
-        };
-        let mut by_place: std::collections::HashMap<PlaceKey, Vec<Arc<Number>>> =
-            std::collections::HashMap::new();
+        let mut builder = DirectoryBuilder::new(atlas, postcodes);
         for n in numbers {
-            if !matches!(n.status, NumberStatus::Published | NumberStatus::Retired) {
-                continue;
-            }
-            let n = Arc::new(n);
-            if n.status == NumberStatus::Published {
-                if let Some(t) = territory_of(&n.territory) {
-                    by_place
-                        .entry((n.service.clone(), t))
-                        .or_default()
-                        .push(n.clone());
-                }
-                dir.published.insert(n.id.clone(), n.clone());
-            }
-            dir.numbers.insert(n.id.clone(), n);
+            builder.add_number(n);
         }
-        for (key, mut list) in by_place {
-            list.sort_by(|a, b| a.id.cmp(&b.id));
-            dir.by_place.insert(key, Arc::new(list));
-        }
-        let mut outages: Vec<Arc<Outage>> = outages.into_iter().map(Arc::new).collect();
-        outages.sort_by(by_declared_desc);
-        dir.active = Arc::new(active_of(&outages));
-        dir.outages = Arc::new(outages);
-        dir
+        builder.finish(outages, seq, built_at)
     }
 
     /// The next snapshot: this one with `changes` (the log after [`Directory::seq`], in
@@ -308,9 +336,12 @@ impl Directory {
         now: DateTime<Utc>,
     ) -> Option<Arc<RenderedAnswer>> {
         let position = self.postcodes.position(postcode)?;
-        Some(self.answers.get_or_render(position, now, || {
-            crate::lookup::render_postcode(self, postcode, now)
-        }))
+        Some(
+            self.answers
+                .get_or_render(position, now, self.postcodes.budget(), || {
+                    crate::lookup::render_postcode(self, postcode, now)
+                }),
+        )
     }
 
     /// The place an INSEE code names: an arrondissement resolves to its commune too.

@@ -45,6 +45,10 @@ struct Cli {
     /// no notification came; PostgreSQL notifies at once, SQLite relies on this alone.
     #[arg(long, env = "RELAI_SYNC_INTERVAL_MS", default_value_t = relai::config::DEFAULT_SYNC_INTERVAL_MS, global = true)]
     sync_interval_ms: u64,
+    /// Memory (MiB) the rendered lookup answers may take; beyond it answers are rendered
+    /// per request.
+    #[arg(long, env = "RELAI_ANSWER_CACHE_MB", default_value_t = relai::answers::DEFAULT_ANSWER_CACHE_MB, global = true)]
+    answer_cache_mb: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -174,6 +178,7 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
             .unwrap_or_default(),
         webhook_retry_base: std::time::Duration::from_secs(1),
         sync_interval: std::time::Duration::from_millis(cli.sync_interval_ms.max(10)),
+        answer_cache_mb: cli.answer_cache_mb,
     }
 }
 

@@ -48,9 +48,17 @@ const EVENT_BUFFER: usize = 4096;
 impl AppState {
     /// Builds the state, reading the reference data and the first snapshot from storage.
     pub fn load(db: DbPool) -> Result<AppState, crate::db::DbError> {
+        Self::load_with(db, crate::answers::DEFAULT_ANSWER_CACHE_MB << 20)
+    }
+
+    /// [`AppState::load`] with the memory the rendered lookup answers may take, in bytes.
+    pub fn load_with(
+        db: DbPool,
+        answer_cache_bytes: usize,
+    ) -> Result<AppState, crate::db::DbError> {
         let mut conn = db.get()?;
         let atlas = Arc::new(Atlas::load(&mut conn)?);
-        let postcodes = Arc::new(PostcodeIndex::build(&atlas));
+        let postcodes = Arc::new(PostcodeIndex::with_budget(&atlas, answer_cache_bytes));
         let directory = store::load_directory(&mut conn, atlas.clone(), postcodes.clone())?;
         drop(conn);
         Ok(AppState {

@@ -865,6 +865,9 @@ pub fn last_change_seq(conn: &mut DbConnection) -> QueryResult<i64> {
         .unwrap_or(0))
 }
 
+/// Numbers read at a time when loading the directory.
+const LOAD_PAGE: i64 = 5000;
+
 /// Reads everything the public snapshot holds and builds it.
 pub fn load_directory(
     conn: &mut DbConnection,
@@ -874,23 +877,31 @@ pub fn load_directory(
     conn.transaction(|conn| {
         let seq = last_change_seq(conn)?;
         let orgs = organization_names(conn)?;
-        let rows: Vec<NumberRow> = schema::numbers::table
-            .filter(schema::numbers::status.eq_any([
-                NumberStatus::Published.as_str(),
-                NumberStatus::Retired.as_str(),
-            ]))
-            .select(NumberRow::as_select())
-            .load(conn)?;
-        let numbers = rows
-            .iter()
-            .filter_map(|row| {
-                let view = number_view(row, &atlas, &orgs);
-                if view.is_none() {
-                    tracing::error!(id = %row.id, "stored number no longer parses; left out of the directory");
+        // In pages, so that a large directory is never held twice in memory.
+        let mut builder = crate::directory::DirectoryBuilder::new(atlas.clone(), postcodes);
+        let mut after = String::new();
+        loop {
+            let rows: Vec<NumberRow> = schema::numbers::table
+                .filter(schema::numbers::status.eq_any([
+                    NumberStatus::Published.as_str(),
+                    NumberStatus::Retired.as_str(),
+                ]))
+                .filter(schema::numbers::id.gt(&after))
+                .order(schema::numbers::id)
+                .limit(LOAD_PAGE)
+                .select(NumberRow::as_select())
+                .load(conn)?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.id.clone();
+            for row in &rows {
+                match number_view(row, &atlas, &orgs) {
+                    Some(view) => builder.add_number(view),
+                    None => tracing::error!(id = %row.id, "stored number no longer parses; left out of the directory"),
                 }
-                view
-            })
-            .collect();
+            }
+        }
         let outage_rows: Vec<OutageRow> =
             schema::outages::table.select(OutageRow::as_select()).load(conn)?;
         let links: Vec<OutageServiceRow> =
@@ -907,7 +918,7 @@ pub fn load_directory(
                 outage_view(row, services, &atlas, &orgs)
             })
             .collect();
-        Ok(Directory::build(atlas.clone(), postcodes, numbers, outages, seq, now()))
+        Ok(builder.finish(outages, seq, now()))
     })
 }
 
