@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
-use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -127,15 +126,23 @@ impl PostcodeIndex {
 }
 
 /// The rendered answers of one snapshot, one slot per postcode, filled on first use.
+/// A slot is a plain lock: creating and dropping thousands of them with every snapshot
+/// must cost next to nothing (an `ArcSwap` pays for its lock-free reads when dropped).
 #[derive(Debug)]
 pub struct AnswerCache {
-    slots: Arc<[ArcSwapOption<RenderedAnswer>]>,
+    slots: Arc<[Slot]>,
+}
+
+type Slot = RwLock<Option<Arc<RenderedAnswer>>>;
+
+fn read(slot: &Slot) -> Option<Arc<RenderedAnswer>> {
+    slot.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 impl AnswerCache {
     pub fn empty(len: usize) -> AnswerCache {
         AnswerCache {
-            slots: (0..len).map(|_| ArcSwapOption::empty()).collect(),
+            slots: (0..len).map(|_| RwLock::new(None)).collect(),
         }
     }
 
@@ -162,13 +169,7 @@ impl AnswerCache {
                 .slots
                 .iter()
                 .zip(stale)
-                .map(|(slot, stale)| {
-                    if stale {
-                        ArcSwapOption::empty()
-                    } else {
-                        ArcSwapOption::new(slot.load_full())
-                    }
-                })
+                .map(|(slot, stale)| RwLock::new(if stale { None } else { read(slot) }))
                 .collect(),
         }
     }
@@ -183,9 +184,9 @@ impl AnswerCache {
         render: impl FnOnce() -> RenderedAnswer,
     ) -> Arc<RenderedAnswer> {
         let slot = &self.slots[position];
-        if let Some(answer) = slot.load().as_ref() {
+        if let Some(answer) = read(slot) {
             if answer.holds_at(now) {
-                return answer.clone();
+                return answer;
             }
         }
         let mut fresh = render();
@@ -193,7 +194,7 @@ impl AnswerCache {
         if budget.reserve(size) {
             fresh.accounted = Some((budget.clone(), size));
             let fresh = Arc::new(fresh);
-            slot.store(Some(fresh.clone()));
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
             fresh
         } else {
             // Over budget: served, not kept.
@@ -203,7 +204,7 @@ impl AnswerCache {
 
     /// How many answers are rendered (for tests and metrics).
     pub fn rendered(&self) -> usize {
-        self.slots.iter().filter(|s| s.load().is_some()).count()
+        self.slots.iter().filter(|s| read(s).is_some()).count()
     }
 }
 
