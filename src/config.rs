@@ -28,10 +28,19 @@ pub struct Config {
     pub webhook_allowed_networks: Vec<crate::feeds::webhooks::Network>,
     /// The first wait before retrying a failed webhook delivery (then doubling).
     pub webhook_retry_base: std::time::Duration,
+    /// Public reads (GET and HEAD of the public routes) allowed per client address per
+    /// minute; 0 turns the limit off.
+    pub public_rate_limit: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client; none by default.
+    pub trusted_proxies: crate::net::TrustedProxies,
 }
 
 /// The default of [`Config::tips_per_hour`]: strict, a person reports a few numbers at most.
 pub const DEFAULT_TIPS_PER_HOUR: u32 = 10;
+
+/// The default of [`Config::public_rate_limit`] (see
+/// [`crate::ratelimit::DEFAULT_PUBLIC_PER_MINUTE`] for why).
+pub const DEFAULT_PUBLIC_RATE_LIMIT: u32 = crate::ratelimit::DEFAULT_PUBLIC_PER_MINUTE;
 
 impl Config {
     /// The default database URL for a data directory.
@@ -57,6 +66,8 @@ impl Config {
             tips_per_hour: DEFAULT_TIPS_PER_HOUR,
             webhook_allowed_networks: Vec::new(),
             webhook_retry_base: std::time::Duration::from_secs(1),
+            public_rate_limit: DEFAULT_PUBLIC_RATE_LIMIT,
+            trusted_proxies: crate::net::TrustedProxies::default(),
         }
     }
 }
