@@ -61,7 +61,9 @@ struct IntegrityRow {
 
 /// `PRAGMA integrity_check` of a SQLite file: `Ok` when it says `ok`, else what it found.
 pub fn integrity_check(path: &Path) -> Result<(), BackupError> {
-    let target = path.to_str().ok_or_else(|| BackupError::Path(path.into()))?;
+    let target = path
+        .to_str()
+        .ok_or_else(|| BackupError::Path(path.into()))?;
     let mut conn = SqliteConnection::establish(target)?;
     let rows: Vec<IntegrityRow> = diesel::sql_query("PRAGMA integrity_check").load(&mut conn)?;
     let found: Vec<String> = rows.into_iter().map(|r| r.integrity_check).collect();
@@ -87,7 +89,9 @@ pub fn backup(database_url: &str, dest: &Path) -> Result<BackupReport, BackupErr
     if dest.symlink_metadata().is_ok() {
         return Err(BackupError::Exists(dest.into()));
     }
-    let dest_text = dest.to_str().ok_or_else(|| BackupError::Path(dest.into()))?;
+    let dest_text = dest
+        .to_str()
+        .ok_or_else(|| BackupError::Path(dest.into()))?;
     let source_text = source
         .to_str()
         .ok_or_else(|| BackupError::Path(source.clone()))?;
@@ -154,7 +158,10 @@ mod tests {
         assert_eq!(still.n, 2, "the source is untouched");
         assert!(matches!(backup(&url, &dest), Err(BackupError::Exists(_))));
         assert!(matches!(
-            backup(&format!("sqlite://{}", dir.join("missing.db").display()), &dir.join("x.db")),
+            backup(
+                &format!("sqlite://{}", dir.join("missing.db").display()),
+                &dir.join("x.db")
+            ),
             Err(BackupError::NoDatabase(_))
         ));
         assert!(!dir.join("missing.db").exists());

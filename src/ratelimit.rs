@@ -236,7 +236,7 @@ impl PublicLimiter {
     pub fn start_sweeping(self: &Arc<Self>) {
         let limiter = Arc::downgrade(self);
         let every = Duration::from_secs(self.window_secs);
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
@@ -316,12 +316,9 @@ struct Shared {
 impl PublicRateLimit {
     pub fn new(limiter: Arc<PublicLimiter>, proxies: Arc<TrustedProxies>) -> PublicRateLimit {
         let limit = number_header(u64::from(limiter.limit()));
-        let policy = HeaderValue::from_str(&format!(
-            "{};w={}",
-            limiter.limit(),
-            limiter.window_secs()
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"));
+        let policy =
+            HeaderValue::from_str(&format!("{};w={}", limiter.limit(), limiter.window_secs()))
+                .unwrap_or_else(|_| HeaderValue::from_static("0"));
         PublicRateLimit {
             shared: Rc::new(Shared {
                 limiter,

@@ -121,9 +121,9 @@ impl Application {
         let server_limiter = public_limiter.clone();
         // With the limit off, `Condition` hands each request straight to the next layer:
         // no address resolved, no hash, no lock. This limiter is then never used.
-        let middleware_limiter = public_limiter.clone().unwrap_or_else(|| {
-            Arc::new(PublicLimiter::new(0, std::time::Duration::from_secs(60)))
-        });
+        let middleware_limiter = public_limiter
+            .clone()
+            .unwrap_or_else(|| Arc::new(PublicLimiter::new(0, std::time::Duration::from_secs(60))));
         let mut server = HttpServer::new(move || {
             let mut app = App::new();
             if let Some(limiter) = &server_limiter {
@@ -151,6 +151,8 @@ impl Application {
                 )
                 .configure(crate::routes::configure)
                 .split_for_parts();
+            let mut api = api;
+            crate::openapi::document_public_rate_limit(&mut api);
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .route(
                     "/docs",
@@ -214,7 +216,7 @@ impl Application {
     /// reconnect and end.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let shutdown = self.shutdown.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             crate::shutdown::os_signal().await;
             shutdown.trigger();
         });

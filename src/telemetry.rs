@@ -19,11 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
-use actix_web::HttpRequest;
 
 use crate::net::TrustedProxies;
 
@@ -111,6 +109,8 @@ pub struct Metrics {
 
 /// The label of requests no route matched (404s of unknown paths).
 pub const UNMATCHED: &str = "unmatched";
+/// The label of requests that failed with an error no layer answered.
+pub const ERRORED: &str = "error";
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -158,7 +158,11 @@ impl Metrics {
              # TYPE relai_http_request_duration_seconds histogram\n",
         );
         for (method, route, stats) in &routes {
-            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), METHODS[*method]);
+            let labels = format!(
+                "route=\"{}\",method=\"{}\"",
+                escape(route),
+                METHODS[*method]
+            );
             let mut cumulative = 0;
             for (i, bucket) in stats.buckets.iter().enumerate() {
                 cumulative += bucket.load(Ordering::Relaxed);
@@ -244,7 +248,7 @@ impl<S, B> Transform<S, ServiceRequest> for Telemetry
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
     type Transform = TelemetryService<S>;
     type InitError = ();
@@ -272,7 +276,7 @@ impl<S, B> Service<ServiceRequest> for TelemetryService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
     type Future = TelemetryFuture<S::Future>;
 
@@ -284,12 +288,14 @@ where
             Some(v) if is_sane_request_id(v.as_bytes()) => v.clone(),
             _ => new_request_id(),
         };
-        let request = req.request().clone();
+        // Nothing of the request is kept across the call but these: routing needs the
+        // request unshared, and the answer carries it back.
+        let method = method_index(req.method());
         TelemetryFuture {
             inner: self.service.call(req),
             started,
+            method,
             id: Some(id),
-            request: Some(request),
             worker: self.worker.clone(),
         }
     }
@@ -301,8 +307,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         started: Instant,
+        method: usize,
         id: Option<HeaderValue>,
-        request: Option<HttpRequest>,
         worker: Rc<Worker>,
     }
 }
@@ -311,7 +317,7 @@ impl<F, B> Future for TelemetryFuture<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
 {
-    type Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>;
+    type Output = Result<ServiceResponse<B>, actix_web::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -319,44 +325,57 @@ where
             Poll::Pending => return Poll::Pending,
             Poll::Ready(outcome) => outcome,
         };
-        let Some(request) = this.request.take() else {
+        let Some(id) = this.id.take() else {
             return Poll::Pending;
         };
-        // An error no inner layer turned into an answer is answered here, so that it is
-        // counted and carries the request id like any other.
+        let micros = u64::try_from(this.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let method = *this.method;
         let mut response = match outcome {
-            Ok(r) => r.map_into_left_body(),
+            Ok(response) => response,
             Err(e) => {
-                ServiceResponse::<BoxBody>::from_err(e, request.clone()).map_into_right_body()
+                // An error no inner layer turned into an answer (actix answers it): counted
+                // and logged, without a route.
+                let status = e.as_response_error().status_code().as_u16();
+                this.worker.record(method, ERRORED, status, micros);
+                log(method, ERRORED, status, micros, &id, None);
+                return Poll::Ready(Err(e));
             }
         };
-        let micros = u64::try_from(this.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let status = response.status().as_u16();
-        let method = method_index(request.method());
+        let request = response.request();
         let pattern = request.match_pattern();
         let route = pattern.as_deref().unwrap_or(UNMATCHED);
         this.worker.record(method, route, status, micros);
-        let id = this
-            .id
-            .take()
-            .unwrap_or_else(|| HeaderValue::from_static("-"));
         let client = this
             .worker
             .proxies
             .resolve(request.peer_addr().map(|a| a.ip()), request.headers());
-        tracing::info!(
-            target: "relai::access",
-            method = METHODS[method],
-            route,
-            status,
-            duration_ms = micros as f64 / 1000.0,
-            request_id = id.to_str().unwrap_or("-"),
-            client = client.map(tracing::field::display),
-            "request"
-        );
+        log(method, route, status, micros, &id, client);
         response.headers_mut().insert(REQUEST_ID, id);
         Poll::Ready(Ok(response))
     }
+}
+
+/// The access log line of one request. Nothing of the request but these fields: no path
+/// or query (the route pattern instead), no header, so no token.
+fn log(
+    method: usize,
+    route: &str,
+    status: u16,
+    micros: u64,
+    id: &HeaderValue,
+    client: Option<std::net::IpAddr>,
+) {
+    tracing::info!(
+        target: "relai::access",
+        method = METHODS[method],
+        route,
+        status,
+        duration_ms = micros as f64 / 1000.0,
+        request_id = id.to_str().unwrap_or("-"),
+        client = client.map(tracing::field::display),
+        "request"
+    );
 }
 
 /// How log lines are written: `RELAI_LOG_FORMAT`.

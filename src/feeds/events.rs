@@ -27,8 +27,7 @@ pub fn format(event: &ChangeEvent) -> Bytes {
 /// The last words of a stream when the service shuts down: reconnect in a second (to
 /// another instance, or to this one restarted) with `Last-Event-ID`. The event carries no
 /// `id`, so the client's last event id stays that of the last change it received.
-pub const RECONNECT: &[u8] =
-    b"retry: 1000\nevent: reconnect\ndata: {\"reason\":\"shutdown\"}\n\n";
+pub const RECONNECT: &[u8] = b"retry: 1000\nevent: reconnect\ndata: {\"reason\":\"shutdown\"}\n\n";
 
 struct Subscriber {
     /// Missed changes, sent first (after a reconnection with `Last-Event-ID`).

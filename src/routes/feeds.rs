@@ -83,6 +83,9 @@ pub async fn events(
         .insert_header(("X-Accel-Buffering", "no"))
         // Compressing would buffer the stream: events must leave at once.
         .insert_header((header::CONTENT_ENCODING, "identity"))
+        // The connection ends with the stream (the client reconnects anyway), so that a
+        // shutdown does not wait for idle keep-alive connections.
+        .force_close()
         .streaming(sse::stream(backlog, live, last_seen, shutdown.subscribe())))
 }
 
