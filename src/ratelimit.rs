@@ -173,7 +173,9 @@ impl PublicLimiter {
     pub fn hit(&self, ip: IpAddr, now: Instant) -> Verdict {
         let key = Self::key(ip);
         let (window, reset) = self.window_at(now);
-        let shard = (self.hasher.hash_one(key) >> 32) as usize & (SHARDS - 1);
+        // Fibonacci hashing: the top bits of the product depend on every bit of the hash.
+        let mixed = self.hasher.hash_one(key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let shard = (mixed >> (64 - SHARDS.trailing_zeros())) as usize;
         let mut shard = self.shards[shard]
             .0
             .lock()
