@@ -23,22 +23,31 @@ pub enum BackupError {
          `pg_restore --no-owner -d NEW_DATABASE relai.dump`. Back up the JWT signing key \
          (RELAI_JWT_PRIVATE_KEY, by default <data dir>/jwt-ed25519.pem) as well"
     )]
+    /// The database is PostgreSQL: use `pg_dump`.
     Postgres,
     #[error("{0} already exists; a backup never overwrites a file")]
+    /// The destination exists.
     Exists(PathBuf),
     #[error("the database {0} does not exist")]
+    /// The SQLite file to copy does not exist.
     NoDatabase(PathBuf),
     #[error("the backup path must be valid UTF-8: {0}")]
+    /// A path SQLite cannot be given.
     Path(PathBuf),
     #[error("{0}")]
+    /// The database URL is not understood.
     Url(#[from] crate::db::DbError),
     #[error("cannot open the database: {0}")]
+    /// The database cannot be opened.
     Connect(#[from] diesel::ConnectionError),
     #[error("the copy failed: {0}")]
+    /// SQLite refused the copy.
     Copy(#[from] diesel::result::Error),
     #[error("the copy failed its integrity check: {0}")]
+    /// The copy is damaged.
     Integrity(String),
     #[error("{0}")]
+    /// A file operation failed.
     Io(#[from] std::io::Error),
 }
 

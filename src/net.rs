@@ -22,6 +22,7 @@ pub struct TrustedProxies {
 static UNTRUSTED_FORWARD_WARNED: AtomicBool = AtomicBool::new(false);
 
 impl TrustedProxies {
+    /// Trusts the proxies in these networks.
     pub fn new(networks: Vec<Network>) -> TrustedProxies {
         TrustedProxies { networks }
     }

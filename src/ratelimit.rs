@@ -39,6 +39,7 @@ pub struct RateLimiter {
 const SWEEP_AT: usize = 100_000;
 
 impl RateLimiter {
+    /// Allows `max` requests per `window` per address.
     pub fn new(max: u32, window: Duration) -> RateLimiter {
         RateLimiter {
             max,
@@ -112,9 +113,17 @@ struct Padded(Mutex<Shard>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Served; `remaining` more in this window, which ends in `reset` seconds.
-    Allowed { remaining: u32, reset: u64 },
+    Allowed {
+        /// Requests left in this window.
+        remaining: u32,
+        /// Seconds until the window ends.
+        reset: u64,
+    },
     /// Refused until the window ends in `reset` seconds.
-    Refused { reset: u64 },
+    Refused {
+        /// Seconds until the window ends.
+        reset: u64,
+    },
 }
 
 /// `limit` requests per fixed window of `window` per client, windows aligned on the
@@ -174,7 +183,10 @@ impl PublicLimiter {
         let key = Self::key(ip);
         let (window, reset) = self.window_at(now);
         // Fibonacci hashing: the top bits of the product depend on every bit of the hash.
-        let mixed = self.hasher.hash_one(key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mixed = self
+            .hasher
+            .hash_one(key)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let shard = (mixed >> (64 - SHARDS.trailing_zeros())) as usize;
         let mut shard = self.shards[shard]
             .0
@@ -295,14 +307,18 @@ fn number_header(n: u64) -> HeaderValue {
 /// The IETF draft RateLimit header names (draft-ietf-httpapi-ratelimit-headers).
 pub mod headers {
     use actix_web::http::header::HeaderName;
+    /// The requests allowed per window.
     pub const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    /// The requests left in the current window.
     pub const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    /// Seconds until the current window ends.
     pub const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+    /// The policy: `LIMIT;w=WINDOW_SECONDS`.
     pub const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 }
 
-/// The limit on public reads, as middleware. Wrap it only when the limit is on: when
-/// `RELAI_PUBLIC_RATE_LIMIT` is 0 the app is built without it, so a request pays nothing.
+/// The limit on public reads, as middleware. The app wraps it in `Condition`: when
+/// `RELAI_PUBLIC_RATE_LIMIT` is 0, requests are handed straight on and pay nothing.
 #[derive(Clone)]
 pub struct PublicRateLimit {
     shared: Rc<Shared>,
@@ -316,6 +332,7 @@ struct Shared {
 }
 
 impl PublicRateLimit {
+    /// The middleware counting with `limiter`, clients found through `proxies`.
     pub fn new(limiter: Arc<PublicLimiter>, proxies: Arc<TrustedProxies>) -> PublicRateLimit {
         let limit = number_header(u64::from(limiter.limit()));
         let policy =
@@ -421,7 +438,9 @@ pin_project_lite::pin_project! {
     /// headers, or a 429.
     #[project = LimitProj]
     pub enum LimitFuture<F> {
+        /// Served by the next layer (counted when `counted` is set).
         Pass { #[pin] inner: F, counted: Option<(Rc<Shared>, u32, u64)> },
+        /// Refused with this 429.
         Refused { response: Option<ServiceResponse> },
     }
 }

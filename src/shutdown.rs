@@ -26,6 +26,7 @@ impl Default for Shutdown {
 }
 
 impl Shutdown {
+    /// A signal not yet triggered.
     pub fn new() -> Shutdown {
         Shutdown {
             tx: std::sync::Arc::new(watch::channel(false).0),

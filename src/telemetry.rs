@@ -113,6 +113,7 @@ pub const UNMATCHED: &str = "unmatched";
 pub const ERRORED: &str = "error";
 
 impl Metrics {
+    /// No counters yet: a route's appear with its first request.
     pub fn new() -> Metrics {
         Metrics::default()
     }
@@ -217,6 +218,7 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// The middleware adding to `metrics`, clients found through `proxies`.
     pub fn new(metrics: Arc<Metrics>, proxies: Arc<TrustedProxies>) -> Telemetry {
         Telemetry { metrics, proxies }
     }
