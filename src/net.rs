@@ -17,6 +17,9 @@ pub struct TrustedProxies {
     networks: Vec<Network>,
 }
 
+const X_FORWARDED_FOR: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-forwarded-for");
+
 /// Set once a request came with `X-Forwarded-For` from a peer that is not trusted, so
 /// that the operator is told once, not on every request.
 static UNTRUSTED_FORWARD_WARNED: AtomicBool = AtomicBool::new(false);
@@ -47,7 +50,9 @@ impl TrustedProxies {
     pub fn resolve(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         let peer = peer.map(canonical);
         if self.networks.is_empty() {
-            if headers.contains_key("x-forwarded-for") {
+            if !UNTRUSTED_FORWARD_WARNED.load(Ordering::Relaxed)
+                && headers.contains_key(X_FORWARDED_FOR)
+            {
                 warn_untrusted_forward(peer);
             }
             return peer;
@@ -59,7 +64,7 @@ impl TrustedProxies {
         let mut client = peer_ip;
         // Several X-Forwarded-For headers are one list, in order. One is the usual case
         // and is read without collecting.
-        let mut all = headers.get_all("x-forwarded-for");
+        let mut all = headers.get_all(X_FORWARDED_FOR);
         let (first, second) = (all.next(), all.next());
         let rest: Vec<&HeaderValue> = match (first, second) {
             (None, _) => return Some(client),

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -39,10 +39,30 @@ pub fn is_sane_request_id(value: &[u8]) -> bool {
         && value.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
-/// A fresh request id: a UUIDv7, unique across instances and sortable by time.
+/// A fresh request id: a UUIDv7 (unique across instances, sortable by time), made without
+/// a lock or a system call: the time in milliseconds, then a random number drawn once per
+/// process xor a counter (`Uuid::now_v7` would take a process-wide lock and read the
+/// system's random source on every request).
 pub fn new_request_id() -> HeaderValue {
+    use rand_core::RngCore;
+    static SEED: OnceLock<u128> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        u128::from_le_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let tail = (seed ^ u128::from(n)).to_be_bytes();
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&tail[6..]);
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     let mut buf = [0u8; 36];
-    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    let text = id.hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
@@ -224,11 +244,14 @@ impl Telemetry {
     }
 }
 
+/// A worker's routes, by pattern (a fast hash: the keys are the app's own patterns).
+type RouteCache = HashMap<String, Arc<RouteStats>, foldhash::fast::RandomState>;
+
 /// One worker's view of the counters: each route's `Arc` looked up without a shared lock.
 struct Worker {
     metrics: Arc<Metrics>,
     proxies: Arc<TrustedProxies>,
-    cache: RefCell<[HashMap<String, Arc<RouteStats>>; METHODS.len()]>,
+    cache: RefCell<[RouteCache; METHODS.len()]>,
 }
 
 impl Worker {
@@ -262,7 +285,7 @@ where
             worker: Rc::new(Worker {
                 metrics: self.metrics.clone(),
                 proxies: self.proxies.clone(),
-                cache: RefCell::new(std::array::from_fn(|_| HashMap::new())),
+                cache: RefCell::new(std::array::from_fn(|_| RouteCache::default())),
             }),
         }))
     }
@@ -453,7 +476,16 @@ mod tests {
         let id = new_request_id();
         assert_eq!(id.len(), 36);
         assert!(is_sane_request_id(id.as_bytes()));
-        assert_ne!(new_request_id(), id);
+        let uuid = uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(now.abs_diff(seconds) <= 1);
+        let many: std::collections::HashSet<_> = (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(many.len(), 10_000, "no two alike");
     }
 
     #[test]

@@ -762,18 +762,30 @@ async fn sigterm_stops_relai_serve_gracefully() {
         .unwrap()
         .port();
     let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relai"))
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["serve", "--workers", "1", "--bind"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env_remove("DATABASE_URL")
-        .env("RELAI_LOG", "info")
-        .env("RELAI_LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    /// Kills the server if the test fails before it exits.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_relai"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["serve", "--workers", "1", "--bind"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env_remove("DATABASE_URL")
+            .env("RELAI_LOG", "info")
+            .env("RELAI_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let started = std::time::Instant::now();
@@ -782,7 +794,7 @@ async fn sigterm_stops_relai_serve_gracefully() {
             started.elapsed() < Duration::from_secs(90),
             "relai serve did not start"
         );
-        assert!(child.try_wait().unwrap().is_none(), "relai serve exited");
+        assert!(child.0.try_wait().unwrap().is_none(), "relai serve exited");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut stream = client
@@ -792,7 +804,7 @@ async fn sigterm_stops_relai_serve_gracefully() {
         .unwrap();
     assert_eq!(stream.status(), 200);
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -802,13 +814,13 @@ async fn sigterm_stops_relai_serve_gracefully() {
     assert!(last.contains("event: reconnect"), "{last}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = child.0.try_wait().unwrap() {
             break exit;
         }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("relai serve still running 10 s after SIGTERM");
-        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relai serve still running 10 s after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "{exit:?}");
