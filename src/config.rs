@@ -33,6 +33,11 @@ pub struct Config {
     pub sync_interval: std::time::Duration,
     /// The memory the rendered lookup answers may take, in MiB.
     pub answer_cache_mb: usize,
+    /// Public reads (GET and HEAD of the public routes) allowed per client address per
+    /// minute; 0 turns the limit off.
+    pub public_rate_limit: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client; none by default.
+    pub trusted_proxies: crate::net::TrustedProxies,
 }
 
 /// The default of [`Config::sync_interval`], in milliseconds.
@@ -40,6 +45,10 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 500;
 
 /// The default of [`Config::tips_per_hour`]: strict, a person reports a few numbers at most.
 pub const DEFAULT_TIPS_PER_HOUR: u32 = 10;
+
+/// The default of [`Config::public_rate_limit`] (see
+/// [`crate::ratelimit::DEFAULT_PUBLIC_PER_MINUTE`] for why).
+pub const DEFAULT_PUBLIC_RATE_LIMIT: u32 = crate::ratelimit::DEFAULT_PUBLIC_PER_MINUTE;
 
 impl Config {
     /// The default database URL for a data directory.
@@ -67,6 +76,8 @@ impl Config {
             webhook_retry_base: std::time::Duration::from_secs(1),
             sync_interval: std::time::Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS),
             answer_cache_mb: crate::answers::DEFAULT_ANSWER_CACHE_MB,
+            public_rate_limit: DEFAULT_PUBLIC_RATE_LIMIT,
+            trusted_proxies: crate::net::TrustedProxies::default(),
         }
     }
 }

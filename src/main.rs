@@ -13,6 +13,7 @@ use relai::db::{self, DatabaseUrl};
 use relai::seed::{self, Reference};
 use relai::startup::{prepare_database, Application};
 use relai::state::AppState;
+use relai::telemetry::LogFormat;
 
 /// Relai: substitute emergency numbers for France when the short numbers fail.
 #[derive(Parser)]
@@ -49,6 +50,17 @@ struct Cli {
     /// per request.
     #[arg(long, env = "RELAI_ANSWER_CACHE_MB", default_value_t = relai::answers::DEFAULT_ANSWER_CACHE_MB, global = true)]
     answer_cache_mb: usize,
+    /// Public reads (GET/HEAD of public routes) allowed per client address per minute;
+    /// 0 turns the limit off.
+    #[arg(long, env = "RELAI_PUBLIC_RATE_LIMIT", default_value_t = relai::config::DEFAULT_PUBLIC_RATE_LIMIT, global = true)]
+    public_rate_limit: u32,
+    /// Reverse proxies (comma-separated CIDR) whose X-Forwarded-For names the client;
+    /// by default none, and the peer address is the client.
+    #[arg(long, env = "RELAI_TRUSTED_PROXIES", global = true, value_parser = parse_proxies)]
+    trusted_proxies: Option<relai::net::TrustedProxies>,
+    /// Log lines as json or text; by default text on a terminal, json otherwise.
+    #[arg(long, env = "RELAI_LOG_FORMAT", global = true, value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,6 +110,12 @@ enum Command {
     /// Print the OpenAPI document (regenerate the committed one with
     /// `cargo run -- openapi > openapi/openapi.json`).
     Openapi,
+    /// Write a consistent copy of the SQLite database to FILE while the service runs
+    /// (PostgreSQL: use pg_dump). Keep a copy of the JWT signing key too.
+    Backup {
+        /// Where to write the copy; must not exist.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +173,14 @@ fn parse_networks(s: &str) -> Result<Networks, String> {
     relai::feeds::webhooks::parse_networks(s).map(Networks)
 }
 
+fn parse_proxies(s: &str) -> Result<relai::net::TrustedProxies, String> {
+    relai::net::parse_trusted_proxies(s)
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    LogFormat::parse(s)
+}
+
 fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
     Config {
         database_url: cli
@@ -179,6 +205,8 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
         webhook_retry_base: std::time::Duration::from_secs(1),
         sync_interval: std::time::Duration::from_millis(cli.sync_interval_ms.max(10)),
         answer_cache_mb: cli.answer_cache_mb,
+        public_rate_limit: cli.public_rate_limit,
+        trusted_proxies: cli.trusted_proxies.clone().unwrap_or_default(),
     }
 }
 
@@ -202,13 +230,14 @@ fn api_error(e: relai::error::ApiError) -> anyhow::Error {
     anyhow::anyhow!(text)
 }
 
-fn init_tracing() {
+fn init_tracing(format: Option<LogFormat>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RELAI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let format = format.unwrap_or_else(LogFormat::default_for_stderr);
+    let subscriber = relai::telemetry::subscriber(format, filter, std::io::stderr);
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("relai: logging was already set up");
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -352,6 +381,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Openapi => print!("{}", relai::openapi::spec_json()),
+        Command::Backup { file } => {
+            let config = config(&cli, DEFAULT_BIND, 0);
+            let report = relai::backup::backup(&config.database_url, file)?;
+            println!(
+                "backup written to {} ({} bytes in {} ms, integrity ok)\n\
+                 keep a copy of the JWT signing key with it: {}",
+                report.path.display(),
+                report.bytes,
+                report.elapsed.as_millis(),
+                config.jwt_private_key.display()
+            );
+        }
     }
     Ok(())
 }
@@ -359,7 +400,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Openapi) {
-        init_tracing();
+        init_tracing(cli.log_format);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

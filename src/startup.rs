@@ -19,10 +19,12 @@ use crate::db::{self, DatabaseUrl, DbPool};
 use crate::error::{problem_response, ApiError};
 use crate::feeds::webhooks::{self, TargetPolicy};
 use crate::openapi::ApiDoc;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{PublicLimiter, PublicRateLimit, RateLimiter};
 use crate::routes::moderation::TipLimiter;
 use crate::seed::{self, Reference, SeedOutcome};
+use crate::shutdown::{Shutdown, SHUTDOWN_TIMEOUT};
 use crate::state::AppState;
+use crate::telemetry::{Metrics, Telemetry};
 
 /// Opens storage, runs the migrations and seeds an empty database with the reference data.
 pub fn prepare_database(config: &Config) -> anyhow::Result<DbPool> {
@@ -71,6 +73,8 @@ pub struct Application {
     webhook_retry_base: std::time::Duration,
     database_url: DatabaseUrl,
     sync_interval: std::time::Duration,
+    shutdown: Shutdown,
+    public_limiter: Option<Arc<PublicLimiter>>,
 }
 
 impl Application {
@@ -104,15 +108,39 @@ impl Application {
             policy: policy.clone(),
             retry_base: config.webhook_retry_base,
         });
+        let proxies = Arc::new(config.trusted_proxies.clone());
+        let proxies_data = web::Data::from(proxies.clone());
+        let metrics = web::Data::new(Metrics::new());
+        let public_limiter = (config.public_rate_limit > 0).then(|| {
+            Arc::new(PublicLimiter::new(
+                config.public_rate_limit,
+                std::time::Duration::from_secs(60),
+            ))
+        });
+        let shutdown = Shutdown::new();
+        let shutdown_data = web::Data::new(shutdown.clone());
         let server_state = state.clone();
+        let server_limiter = public_limiter.clone();
+        // With the limit off, `Condition` hands each request straight to the next layer:
+        // no address resolved, no hash, no lock. This limiter is then never used.
+        let middleware_limiter = public_limiter
+            .clone()
+            .unwrap_or_else(|| Arc::new(PublicLimiter::new(0, std::time::Duration::from_secs(60))));
         let mut server = HttpServer::new(move || {
-            let (app, api) = App::new()
+            let mut app = App::new();
+            if let Some(limiter) = &server_limiter {
+                app = app.app_data(web::Data::from(limiter.clone()));
+            }
+            let (app, api) = app
                 .into_utoipa_app()
                 .openapi(<ApiDoc as utoipa::OpenApi>::openapi())
                 .app_data(server_state.clone())
                 .app_data(auth.clone())
                 .app_data(tips.clone())
                 .app_data(hooks.clone())
+                .app_data(proxies_data.clone())
+                .app_data(metrics.clone())
+                .app_data(shutdown_data.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| bad_input(e.to_string())),
@@ -125,6 +153,8 @@ impl Application {
                 )
                 .configure(crate::routes::configure)
                 .split_for_parts();
+            let mut api = api;
+            crate::openapi::document_public_rate_limit(&mut api);
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .route(
                     "/docs",
@@ -137,9 +167,23 @@ impl Application {
                 .default_service(web::to(not_found))
                 .wrap(middleware::ErrorHandlers::new().default_handler(as_problem))
                 .wrap(middleware::from_fn(mark_stale))
+                .wrap(middleware::Condition::new(
+                    server_limiter.is_some(),
+                    PublicRateLimit::new(middleware_limiter.clone(), proxies.clone()),
+                ))
                 .wrap(cors())
                 .wrap(middleware::Compress::default())
                 .wrap(security_headers())
+                // Outermost: sees every answer, 429s and CORS preflights included.
+                .wrap(Telemetry::new(
+                    metrics.clone().into_inner(),
+                    proxies.clone(),
+                ))
+        })
+        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+        .shutdown_signal({
+            let mut listener = shutdown.subscribe();
+            async move { listener.wait().await }
         })
         .listen(listener)?;
         if config.workers > 0 {
@@ -153,6 +197,8 @@ impl Application {
             webhook_retry_base: config.webhook_retry_base,
             database_url: DatabaseUrl::parse(&config.database_url)?,
             sync_interval: config.sync_interval,
+            shutdown,
+            public_limiter,
         })
     }
 
@@ -164,12 +210,26 @@ impl Application {
         self.state.clone()
     }
 
+    /// The shutdown signal of this service: [`Shutdown::trigger`] does what SIGTERM does
+    /// to `relai serve`.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: no new connections,
+    /// in-flight requests finish (within [`SHUTDOWN_TIMEOUT`]), event streams are told to
+    /// reconnect and end.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            crate::shutdown::os_signal().await;
+            shutdown.trigger();
+        });
         self.into_server().await
     }
 
-    /// Starts the webhook deliveries and returns the server future (tests spawn it).
-    /// Call from within the async runtime.
+    /// Starts the webhook deliveries and the rate limiter's sweeper, and returns the
+    /// server future (tests spawn it). Call from within the async runtime.
     pub fn into_server(self) -> Server {
         crate::follow::spawn(
             &self.state.clone().into_inner(),
@@ -181,6 +241,9 @@ impl Application {
             self.webhooks.clone(),
             self.webhook_retry_base,
         );
+        if let Some(limiter) = &self.public_limiter {
+            limiter.start_sweeping();
+        }
         self.server
     }
 }
@@ -265,7 +328,16 @@ fn cors() -> Cors {
             Method::OPTIONS,
         ])
         .allow_any_header()
-        .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            crate::telemetry::REQUEST_ID,
+            crate::ratelimit::headers::LIMIT,
+            crate::ratelimit::headers::REMAINING,
+            crate::ratelimit::headers::RESET,
+            crate::ratelimit::headers::POLICY,
+        ])
         .max_age(3600)
 }
 

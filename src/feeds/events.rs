@@ -10,6 +10,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{interval_at, Instant, Interval};
 
 use super::ChangeEvent;
+use crate::shutdown::ShutdownListener;
 
 /// How often an idle stream says it is alive (proxies close silent connections).
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -23,6 +24,11 @@ pub fn format(event: &ChangeEvent) -> Bytes {
     ))
 }
 
+/// The last words of a stream when the service shuts down: reconnect in a second (to
+/// another instance, or to this one restarted) with `Last-Event-ID`. The event carries no
+/// `id`, so the client's last event id stays that of the last change it received.
+pub const RECONNECT: &[u8] = b"retry: 1000\nevent: reconnect\ndata: {\"reason\":\"shutdown\"}\n\n";
+
 struct Subscriber {
     /// Missed changes, sent first (after a reconnection with `Last-Event-ID`).
     backlog: std::vec::IntoIter<ChangeEvent>,
@@ -30,28 +36,36 @@ struct Subscriber {
     /// The last sequence sent, so that nothing is sent twice across backlog and live.
     last_sent: i64,
     heartbeat: Interval,
+    shutdown: ShutdownListener,
     started: bool,
     done: bool,
 }
 
 /// The stream of one subscriber: `retry` advice, the backlog, then live changes and
-/// heartbeats. Ends (so the client reconnects and catches up) if it falls too far behind.
+/// heartbeats. Ends (so the client reconnects and catches up) if it falls too far behind,
+/// and with a [`RECONNECT`] event when the service shuts down.
 pub fn stream(
     backlog: Vec<ChangeEvent>,
     live: broadcast::Receiver<Arc<ChangeEvent>>,
     last_seen: i64,
+    shutdown: ShutdownListener,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let subscriber = Subscriber {
         backlog: backlog.into_iter(),
         live,
         last_sent: last_seen,
         heartbeat: interval_at(Instant::now() + HEARTBEAT, HEARTBEAT),
+        shutdown,
         started: false,
         done: false,
     };
     stream::unfold(subscriber, |mut s| async move {
         if s.done {
             return None;
+        }
+        if s.shutdown.is_triggered() {
+            s.done = true;
+            return Some((Ok(Bytes::from_static(RECONNECT)), s));
         }
         if !s.started {
             s.started = true;
@@ -78,6 +92,10 @@ pub fn stream(
                 },
                 _ = s.heartbeat.tick() => {
                     return Some((Ok(Bytes::from_static(b": heartbeat\n\n")), s));
+                }
+                _ = s.shutdown.wait() => {
+                    s.done = true;
+                    return Some((Ok(Bytes::from_static(RECONNECT)), s));
                 }
             }
         }

@@ -7,6 +7,7 @@ use utoipa::IntoParams;
 
 use crate::error::{ApiError, Problem};
 use crate::feeds::{events as sse, ChangeEvent};
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store;
 
@@ -27,7 +28,9 @@ pub struct EventsQuery {
 /// superseded; outage declared or resolved) as it is committed. Each event's `id` is its
 /// sequence in the changes log, `event` its kind, `data` a JSON `ChangeEvent`. A client
 /// that reconnects with `Last-Event-ID` (or `?since=`) first receives exactly what it
-/// missed. A comment line is sent every 15 seconds as a heartbeat.
+/// missed. A comment line is sent every 15 seconds as a heartbeat. When the service shuts
+/// down, the stream ends with `retry: 1000` and an `event: reconnect` (no `id`): reconnect
+/// with `Last-Event-ID` as usual.
 #[utoipa::path(
     tag = "feeds",
     params(
@@ -43,6 +46,7 @@ pub struct EventsQuery {
 pub async fn events(
     req: HttpRequest,
     state: web::Data<AppState>,
+    shutdown: web::Data<Shutdown>,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let last_event_id = match req.headers().get("Last-Event-ID") {
@@ -79,7 +83,10 @@ pub async fn events(
         .insert_header(("X-Accel-Buffering", "no"))
         // Compressing would buffer the stream: events must leave at once.
         .insert_header((header::CONTENT_ENCODING, "identity"))
-        .streaming(sse::stream(backlog, live, last_seen)))
+        // The connection ends with the stream (the client reconnects anyway), so that a
+        // shutdown does not wait for idle keep-alive connections.
+        .force_close()
+        .streaming(sse::stream(backlog, live, last_seen, shutdown.subscribe())))
 }
 
 /// The GeoJSON media type (RFC 7946).

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod feeds;
 pub mod health;
 pub mod lookup;
+pub mod metrics;
 pub mod moderation;
 pub mod numbers;
 pub mod outages;
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(feeds::departements_geojson)
         .service(health::healthz)
         .service(health::readyz)
+        .service(metrics::metrics)
         .service(admin::list_organizations)
         .service(admin::create_organization)
         .service(admin::list_accounts)

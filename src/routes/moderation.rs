@@ -66,10 +66,10 @@ pub async fn tip(
     limiter: web::Data<TipLimiter>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(addr) = req.peer_addr() {
+    if let Some(addr) = crate::net::client_ip(&req) {
         limiter
             .0
-            .check(addr.ip(), Instant::now())
+            .check(addr, Instant::now())
             .map_err(|wait| ApiError::TooManyRequests {
                 detail: "too many reports from this address; try again later".to_owned(),
                 retry_after: wait.as_secs().max(1),

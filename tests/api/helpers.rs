@@ -56,6 +56,31 @@ macro_rules! backend_tests {
             }
         }
     };
+    // The same with the configuration changed first: `config = |c: &mut Config| ...`.
+    ($name:ident, config = $configure:expr, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app =
+                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, $configure)
+                        .await;
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_admin_url().is_none() {
+                    eprintln!("RELAI_TEST_POSTGRES_URL not set: PostgreSQL variant not run");
+                    return;
+                }
+                let app =
+                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, $configure)
+                        .await;
+                ($body)(app).await;
+            }
+        }
+    };
 }
 
 pub struct TestApp {
@@ -65,6 +90,12 @@ pub struct TestApp {
     pub database_url: String,
     /// The key the app signs tokens with.
     pub jwt_key: PathBuf,
+    /// Which storage it runs on.
+    pub backend: Backend,
+    /// Triggers what SIGTERM does to `relai serve`.
+    pub shutdown: relai::shutdown::Shutdown,
+    /// The server task: ends when the server has stopped.
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     _guard: DatabaseGuard,
 }
 
@@ -200,6 +231,11 @@ fn postgres_template(admin_url: &str) -> &'static String {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_: &mut Config| {}).await
+}
+
+/// [`spawn_app`] with the configuration changed by `configure` first.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     let (database_url, guard, data_dir) = match backend {
         Backend::Sqlite => {
             let template = sqlite_template().clone();
@@ -237,17 +273,43 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             )
         }
     };
+    start(backend, database_url, data_dir, guard, configure)
+}
+
+/// A service on an existing SQLite database file (a backup), with a data directory of its
+/// own; the file is left in place.
+pub async fn spawn_app_on_sqlite(path: &std::path::Path) -> TestApp {
+    let dir = tempdir::TempDir::new();
+    let data_dir = dir.path().to_owned();
+    start(
+        Backend::Sqlite,
+        format!("sqlite://{}", path.display()),
+        data_dir,
+        DatabaseGuard::Sqlite { _dir: dir },
+        |_: &mut Config| {},
+    )
+}
+
+fn start(
+    backend: Backend,
+    database_url: String,
+    data_dir: PathBuf,
+    guard: DatabaseGuard,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::for_database(&database_url, &data_dir);
     // Webhook tests deliver to receivers on loopback, and retry quickly.
     config.webhook_allowed_networks =
         relai::feeds::webhooks::parse_networks("127.0.0.0/8").expect("networks");
     config.webhook_retry_base = std::time::Duration::from_millis(100);
+    configure(&mut config);
     let pool = relai::startup::prepare_database(&config).expect("prepare database");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let app = Application::build_with(&config, pool, listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
-    tokio::spawn(app.into_server());
+    let shutdown = app.shutdown();
+    let server = tokio::spawn(app.into_server());
     TestApp {
         address,
         client: reqwest::Client::builder()
@@ -257,6 +319,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         state,
         database_url,
         jwt_key: config.jwt_private_key.clone(),
+        backend,
+        shutdown,
+        server,
         _guard: guard,
     }
 }

@@ -13,6 +13,7 @@ mod lookup;
 mod moderation;
 mod numbers;
 mod openapi;
+mod operations;
 mod reference;
 mod seeding;
 mod snapshot;
