@@ -25,6 +25,8 @@ pub struct AppState {
     /// Serializes writes in this process, so that SQLite never sees two writers of ours
     /// upgrade their locks at once.
     write_lock: Mutex<()>,
+    /// Whether writes queue on `write_lock` (SQLite).
+    serialize_in_process: bool,
     /// Serializes catching up with the changes log, so that snapshots follow the log in
     /// order and every change reaches `events` once.
     sync_lock: Mutex<()>,
@@ -57,6 +59,7 @@ impl AppState {
         answer_cache_bytes: usize,
     ) -> Result<AppState, crate::db::DbError> {
         let mut conn = db.get()?;
+        let serialize_in_process = matches!(*conn, DbConnection::Sqlite(_));
         let atlas = Arc::new(Atlas::load(&mut conn)?);
         let postcodes = Arc::new(PostcodeIndex::with_budget(&atlas, answer_cache_bytes));
         let directory = store::load_directory(&mut conn, atlas.clone(), postcodes.clone())?;
@@ -67,6 +70,7 @@ impl AppState {
             postcodes,
             directory: ArcSwap::from_pointee(directory),
             write_lock: Mutex::new(()),
+            serialize_in_process,
             sync_lock: Mutex::new(()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             instance_id: uuid::Uuid::now_v7().to_string(),
@@ -147,15 +151,19 @@ impl AppState {
         &self,
         f: impl FnOnce(&mut DbConnection, &Atlas) -> Result<T, StoreError>,
     ) -> Result<T, ApiError> {
+        // SQLite has one writer at a time: queue in-process rather than in busy_timeout.
+        // PostgreSQL writers run side by side until they append to the log (see
+        // `store::write_transaction`), so that their commits can share a disk flush.
         // A panic in another writer poisons the lock but leaves nothing half-written
         // (transactions roll back), so the lock is still good to take.
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.serialize_in_process.then(|| {
+            self.write_lock
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        });
         let mut conn = self.connection()?;
         // One transaction around the whole write (the store's own transactions nest as
-        // savepoints), serialized across instances so the log's order is commit order.
+        // savepoints).
         let value = store::write_transaction(&mut conn, |conn| f(conn, &self.atlas))?;
         self.mark_storage(true);
         if let Err(e) = self.catch_up(&mut conn) {

@@ -171,8 +171,10 @@ pub const CHANGES_CHANNEL: &str = "relai_changes";
 /// Runs `f` in one write transaction: the store's own transactions nest inside it as
 /// savepoints. On SQLite it begins IMMEDIATE, taking the write lock first, so that it
 /// waits its turn (busy_timeout) behind another process's writer instead of failing
-/// when a read would turn into a write; on PostgreSQL it takes the writers' lock first
-/// (see [`serialize_writers`]).
+/// when a read would turn into a write. On PostgreSQL writers run concurrently until they
+/// append to the changes log, where they take the writers' lock (see
+/// [`serialize_writers`]) until commit; should two of them deadlock on a row meanwhile,
+/// PostgreSQL aborts one, answered 503 (retry).
 pub fn write_transaction<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
@@ -195,17 +197,14 @@ pub fn write_transaction<T>(
             }
         };
     }
-    conn.transaction(|conn| {
-        serialize_writers(conn)?;
-        f(conn)
-    })
+    conn.transaction(f)
 }
 
 /// Takes the cluster-wide writers' lock for the rest of the transaction (PostgreSQL; a
-/// SQLite database has one writer at a time anyway). Without it two instances could
-/// commit their changes out of sequence order, and a follower reading the log after
-/// sequence N would miss a change numbered below N that committed after it. Taken first
-/// in a write transaction, before any row lock, so that writers never deadlock.
+/// SQLite database has one writer at a time anyway), just before a change is numbered.
+/// Without it two writers could commit their changes out of sequence order, and a
+/// follower reading the log after sequence N would miss a change numbered below N that
+/// committed after it.
 pub fn serialize_writers(conn: &mut DbConnection) -> QueryResult<()> {
     if let DbConnection::Postgres(pg) = conn {
         diesel::sql_query("SELECT pg_advisory_xact_lock(7340203)").execute(pg)?;
