@@ -11,6 +11,7 @@ mod lookup;
 mod moderation;
 mod numbers;
 mod openapi;
+mod owasp;
 mod reference;
 mod seeding;
 mod snapshot;
