@@ -64,7 +64,7 @@ pub async fn tip(
     req: HttpRequest,
     state: web::Data<AppState>,
     limiter: web::Data<TipLimiter>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(addr) = req.peer_addr() {
         limiter
@@ -75,11 +75,23 @@ pub async fn tip(
                 retry_after: wait.as_secs().max(1),
             })?;
     }
-    if body.len() > MAX_TIP_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "a tip is at most {MAX_TIP_BYTES} bytes"
-        )));
+    // Read at most MAX_TIP_BYTES (after decompression), and nothing when more is
+    // announced: an anonymous sender never gets the server to buffer a large body.
+    let too_large = || ApiError::PayloadTooLarge(format!("a tip is at most {MAX_TIP_BYTES} bytes"));
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_TIP_BYTES as u64) {
+        return Err(too_large());
     }
+    let stream = actix_web::dev::Decompress::from_headers(payload.into_inner(), req.headers());
+    let body =
+        actix_web::body::to_bytes_limited(actix_web::body::BodyStream::new(stream), MAX_TIP_BYTES)
+            .await
+            .map_err(|_| too_large())?
+            .map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}")))?;
     let input: TipRequest = serde_json::from_slice(&body).map_err(|e| ApiError::Unprocessable {
         detail: format!("invalid tip: {e}"),
         errors: vec![FieldError::new("body", e.to_string())],
