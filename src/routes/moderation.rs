@@ -53,6 +53,7 @@ pub struct TipRequest {
     request_body = TipRequest,
     responses(
         (status = 202, description = "Received, waiting for review", body = TipReceipt),
+        (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already published or waiting for review", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -350,7 +351,9 @@ fn reason_body(body: &[u8]) -> Result<Option<String>, ApiError> {
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "One's own submission, or outside an authority's scopes", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown submission", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already decided, or an official number is in force there", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided, or an official number is in force there or would be replaced", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/numbers/{id}/approve")]
@@ -388,6 +391,7 @@ pub async fn approve(
         (status = 403, description = "One's own submission, or outside an authority's scopes", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown submission", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already decided", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No reason", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -467,6 +471,7 @@ pub const MAX_BATCH: usize = 1000;
     responses(
         (status = 200, description = "Each decision's outcome", body = DecisionResults),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed batch, or more than 1000 decisions", body = Problem, content_type = "application/problem+json"),
     )
 )]
