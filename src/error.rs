@@ -285,6 +285,20 @@ fn db_error(e: diesel::result::Error) -> ApiError {
         {
             ApiError::Unavailable("storage is busy; retry shortly".to_owned())
         }
+        // PostgreSQL refuses the NUL character in text (SQLite stores it): the input is at
+        // fault, not the service.
+        Error::DatabaseError(_, ref info)
+            if info.message().contains("invalid byte sequence")
+                && info.message().contains("0x00") =>
+        {
+            ApiError::Unprocessable {
+                detail: "text must not contain the NUL character (U+0000)".to_owned(),
+                errors: vec![FieldError::new(
+                    "body",
+                    "a text contains the NUL character (U+0000)",
+                )],
+            }
+        }
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
         | Error::BrokenTransactionManager => {
             ApiError::Unavailable("storage is unavailable; retry shortly".to_owned())
@@ -341,5 +355,13 @@ mod tests {
             Box::new("dup".to_owned()),
         );
         assert_eq!(ApiError::from(unique).status_code(), StatusCode::CONFLICT);
+        let nul = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("invalid byte sequence for encoding \"UTF8\": 0x00".to_owned()),
+        );
+        assert_eq!(
+            ApiError::from(nul).status_code(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 }

@@ -405,6 +405,13 @@ pub fn decide(
                     if old.status != NumberStatus::Published.as_str() {
                         return Err(StoreError::Conflict(format!("the corrected number {original} is no longer published")));
                     }
+                    // A relayed correction never replaces an official number: the authority
+                    // in scope corrects its own numbers.
+                    if old.provenance_kind == "official" {
+                        return Err(StoreError::Conflict(format!(
+                            "the corrected number {original} is official: the official word wins; its authority corrects it"
+                        )));
+                    }
                     store::retire_row_as(
                         conn,
                         atlas,

@@ -165,6 +165,7 @@ impl Application {
                     }),
                 )
                 .default_service(web::to(not_found))
+                .wrap(middleware::from_fn(input_guard))
                 .wrap(middleware::ErrorHandlers::new().default_handler(as_problem))
                 .wrap(middleware::from_fn(mark_stale))
                 .wrap(middleware::Condition::new(
@@ -299,6 +300,102 @@ async fn mark_stale(
         }
     }
     Ok(res)
+}
+
+/// A request body may pause at most this long between two reads, and take at most
+/// [`BODY_TIMEOUT`] in all: a body that trickles is cut off with a 408, as a slow head is
+/// by the HTTP layer's client request timeout (5 s). Without it a client could hold a
+/// connection open forever by sending a byte now and then.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// The longest a request body may take (an 8 MiB import at about 70 KB/s).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Guards on the input before any handler: a path with a NUL character names nothing
+/// (404; PostgreSQL cannot even compare such text), and the time a request body may take
+/// is bounded (see [`BODY_IDLE_TIMEOUT`]); requests without a body are left as they are.
+async fn input_guard(
+    mut req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> actix_web::Result<ServiceResponse<impl actix_web::body::MessageBody>> {
+    if req.path().contains("%00") {
+        let err = ApiError::NotFound(format!("no resource at {}", req.path()));
+        let (req, _) = req.into_parts();
+        return Ok(
+            ServiceResponse::new(req, problem_response(&err.problem())).map_into_right_body()
+        );
+    }
+    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let timed_out = std::rc::Rc::new(std::cell::Cell::new(false));
+    let payload = SlowBodyCutoff {
+        inner: actix_web::HttpMessage::take_payload(&mut req),
+        idle: Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT)),
+        total: Box::pin(tokio::time::sleep(BODY_TIMEOUT)),
+        timed_out: timed_out.clone(),
+    };
+    let boxed: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+    > = Box::pin(payload);
+    req.set_payload(actix_web::dev::Payload::from(boxed));
+    let res = next.call(req).await?;
+    if !timed_out.get() {
+        return Ok(res.map_into_left_body());
+    }
+    let problem = crate::error::Problem {
+        kind: "https://relai.example/problems/request-timeout".to_owned(),
+        title: "Request Timeout".to_owned(),
+        status: 408,
+        detail: "the request body came too slowly".to_owned(),
+        errors: Vec::new(),
+    };
+    let mut response = problem_response(&problem);
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    let (req, _) = res.into_parts();
+    Ok(ServiceResponse::new(req, response).map_into_right_body())
+}
+
+/// A request body that fails once it pauses or lasts too long.
+struct SlowBodyCutoff {
+    inner: actix_web::dev::Payload,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+    total: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timed_out: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl futures_util::Stream for SlowBodyCutoff {
+    type Item = Result<web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                let next = tokio::time::Instant::now() + BODY_IDLE_TIMEOUT;
+                this.idle.as_mut().reset(next);
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Pending => {
+                if this.idle.as_mut().poll(cx).is_ready() || this.total.as_mut().poll(cx).is_ready()
+                {
+                    this.timed_out.set(true);
+                    return Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "request body too slow"),
+                    ))));
+                }
+                Poll::Pending
+            }
+            done => done,
+        }
+    }
 }
 
 /// The header that says since when the data of an answer may be stale.

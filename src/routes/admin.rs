@@ -77,6 +77,7 @@ pub struct NewOrganizationRequest {
     (status = 201, description = "Created", body = Organization),
     (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "Invalid kind, name or scope", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/v1/admin/organizations")]
@@ -147,6 +148,7 @@ pub struct NewAccountRequest {
     (status = 201, description = "Created", body = Account),
     (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "Invalid role, name or organization", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/v1/admin/accounts")]
@@ -189,6 +191,8 @@ pub struct AccountChange {
     (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "Unknown account", body = Problem, content_type = "application/problem+json"),
+    (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
 ))]
 #[patch("/v1/admin/accounts/{id}")]
 pub async fn change_account(
@@ -228,6 +232,7 @@ pub struct TokenRequest {
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "Unknown account", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "Account disabled", body = Problem, content_type = "application/problem+json"),
+    (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "Invalid lifetime", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/v1/admin/tokens")]
@@ -376,6 +381,7 @@ pub struct WebhookRequest {
     (status = 201, description = "Registered", body = Webhook),
     (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "Not http(s), outside the allowed networks, or a short secret", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/v1/admin/webhooks")]

@@ -53,6 +53,7 @@ pub struct TipRequest {
     request_body = TipRequest,
     responses(
         (status = 202, description = "Received, waiting for review", body = TipReceipt),
+        (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already published or waiting for review", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -64,7 +65,7 @@ pub async fn tip(
     req: HttpRequest,
     state: web::Data<AppState>,
     limiter: web::Data<TipLimiter>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(addr) = crate::net::client_ip(&req) {
         limiter
@@ -75,11 +76,23 @@ pub async fn tip(
                 retry_after: wait.as_secs().max(1),
             })?;
     }
-    if body.len() > MAX_TIP_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "a tip is at most {MAX_TIP_BYTES} bytes"
-        )));
+    // Read at most MAX_TIP_BYTES (after decompression), and nothing when more is
+    // announced: an anonymous sender never gets the server to buffer a large body.
+    let too_large = || ApiError::PayloadTooLarge(format!("a tip is at most {MAX_TIP_BYTES} bytes"));
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_TIP_BYTES as u64) {
+        return Err(too_large());
     }
+    let stream = actix_web::dev::Decompress::from_headers(payload.into_inner(), req.headers());
+    let body =
+        actix_web::body::to_bytes_limited(actix_web::body::BodyStream::new(stream), MAX_TIP_BYTES)
+            .await
+            .map_err(|_| too_large())?
+            .map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}")))?;
     let input: TipRequest = serde_json::from_slice(&body).map_err(|e| ApiError::Unprocessable {
         detail: format!("invalid tip: {e}"),
         errors: vec![FieldError::new("body", e.to_string())],
@@ -338,7 +351,9 @@ fn reason_body(body: &[u8]) -> Result<Option<String>, ApiError> {
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "One's own submission, or outside an authority's scopes", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown submission", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already decided, or an official number is in force there", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided, or an official number is in force there or would be replaced", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/numbers/{id}/approve")]
@@ -376,6 +391,7 @@ pub async fn approve(
         (status = 403, description = "One's own submission, or outside an authority's scopes", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown submission", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already decided", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No reason", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -455,6 +471,7 @@ pub const MAX_BATCH: usize = 1000;
     responses(
         (status = 200, description = "Each decision's outcome", body = DecisionResults),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed batch, or more than 1000 decisions", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -360,6 +360,7 @@ async fn submit_for_review(
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer and write nothing twice")),
     responses(
         (status = 201, description = "Published; `Location` names it, `ETag` is its version", body = Number),
+        (status = 202, description = "A moderator's submission, pending review (`status: pending`, not public)", body = Number),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Outside the organization's scopes, or not an authority", body = Problem, content_type = "application/problem+json"),
@@ -465,11 +466,15 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
     ),
     responses(
         (status = 200, description = "Corrected; `ETag` is the new version", body = Number),
+        (status = 202, description = "A moderator's correction, pending review; the number stays as it is", body = Number),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Outside the organization's scopes", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown number", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not published, or the new phone is already in force here", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names an older version", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "`If-Match` is missing", body = Problem, content_type = "application/problem+json"),
     )
@@ -601,10 +606,13 @@ pub struct ReasonRequest {
     params(("id" = String, Path, description = "Number id")),
     responses(
         (status = 200, description = "Retired", body = Number),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Outside the organization's scopes, or a moderator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown number", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already retired", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No reason", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -669,8 +677,11 @@ pub struct OutageRequest {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer and write nothing twice")),
     responses(
         (status = 201, description = "Declared", body = Outage),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Outside the organization's scopes, or a moderator", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -816,6 +827,7 @@ pub struct ImportResult {
         (status = 201, description = "All rows published", body = ImportResult),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A row is outside the organization's scopes, or a moderator", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A number of the file is already in force for its service and territory; nothing was imported", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "File too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not text/csv", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong header, not UTF-8, no rows, or bad lines (each listed with `line` and `field`)", body = Problem, content_type = "application/problem+json"),

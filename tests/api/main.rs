@@ -14,6 +14,7 @@ mod moderation;
 mod numbers;
 mod openapi;
 mod operations;
+mod owasp;
 mod reference;
 mod seeding;
 mod snapshot;
