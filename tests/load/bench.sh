@@ -152,6 +152,7 @@ fi
 # ---------------------------------------------------------------- temp dir and cleanup
 
 TMP=$(mktemp -d -t relai-bench.XXXXXX)
+export PGOPTIONS='-c client_min_messages=warning'
 RELAI_PID=
 NGINX_PID=
 WRITER_PID=
@@ -443,7 +444,8 @@ summary() {
             "non-2xx $(kv "$l" non2xx) / $(kv "${N_LINE[$n]}" non2xx) / $(kv "$w" non2xx)," \
             "socket errors $(socket_errors "$l") / $(socket_errors "${N_LINE[$n]}") / $(socket_errors "$w");" \
             "writes: $(kv "$wr" publishes) publishes, $(kv "$wr" retires) retires, $(kv "$wr" errors) errors ($(kv "$wr" errors_by_kind))," \
-            "$(kv "$wr" skipped) ticks skipped at the in-flight cap, write p50 / p99 $(kv "$wr" write_p50_ms) / $(kv "$wr" write_p99_ms) ms;" \
+            "$(kv "$wr" skipped) of $(kv "$wr" offered) ticks skipped at the in-flight cap, write p50 / p99 $(kv "$wr" write_p50_ms) / $(kv "$wr" write_p99_ms) ms," \
+            "$(kv "$wr" vis_first_poll) of $(kv "$wr" publishes) publishes shown by the first lookup after their 201;" \
             "lookup bytes mean $(kv "${SNAP[$n]}" bytes_mean), max $(kv "${SNAP[$n]}" bytes_max)"
     done
     echo

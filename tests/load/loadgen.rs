@@ -101,7 +101,7 @@ enum Command {
         duration: Duration,
         /// The most writes waiting for an answer; a tick that finds this many is skipped
         /// (and counted), so a slow server does not pile up an unbounded queue.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
         /// A publish not visible in a lookup after this long counts as not visible.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -324,7 +324,7 @@ impl Phones {
             if n >= modulus {
                 break;
             }
-            let digits = (n.wrapping_mul(7_654_321) + 1_234_567) % modulus;
+            let digits = (n.wrapping_mul(7_654_321) + 58_214_937 % modulus) % modulus;
             let candidate = format!("{prefix}{digits:0width$}", width = width as usize);
             if let Ok(phone) = PhoneNumber::parse(&candidate) {
                 if phone.national() == candidate && self.used.insert(candidate.clone()) {
@@ -388,7 +388,12 @@ fn generate(numbers: usize, seed_data: &Path, out_dir: &Path, seed: u64) -> anyh
     for i in 0..departement_count {
         let slot = slots[i % slots.len()];
         let d = &reference.departements[slot / services.len()];
-        rows.push((slot % services.len(), "departement", d.code.clone(), d.prefix));
+        rows.push((
+            slot % services.len(),
+            "departement",
+            d.code.clone(),
+            d.prefix,
+        ));
     }
     let mut slots: Vec<u32> = (0..commune_slots as u32).collect();
     rng.shuffle(&mut slots);
@@ -696,7 +701,12 @@ async fn compare(a: &str, b: &str, list: &Path, concurrency: usize) -> anyhow::R
         } else {
             format!(
                 " first_different={}",
-                different.iter().take(5).cloned().collect::<Vec<_>>().join(",")
+                different
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",")
             )
         }
     );
@@ -718,6 +728,8 @@ struct WriteStats {
     write_ms: Mutex<Vec<f64>>,
     visible_ms: Mutex<Vec<f64>>,
     not_visible: AtomicU64,
+    /// Publishes that the very first lookup after the 201 already showed.
+    first_poll: AtomicU64,
     polls: AtomicU64,
 }
 
@@ -738,6 +750,7 @@ async fn time_visibility(
     interval: Duration,
     stats: &WriteStats,
 ) -> Option<Duration> {
+    let mut first = true;
     loop {
         stats.polls.fetch_add(1, Ordering::Relaxed);
         if let Ok(response) = http.get(url).send().await {
@@ -745,10 +758,14 @@ async fn time_visibility(
             if let Ok(body) = response.text().await {
                 let at = answered.elapsed();
                 if ok && body.contains(id) {
+                    if first {
+                        stats.first_poll.fetch_add(1, Ordering::Relaxed);
+                    }
                     return Some(at);
                 }
             }
         }
+        first = false;
         if answered.elapsed() >= timeout {
             return None;
         }
@@ -931,14 +948,16 @@ async fn writes(
     }
     let window = duration.as_secs_f64();
     let write_ms = sorted(std::mem::take(&mut *stats.write_ms.lock().expect("stats")));
-    let visible = sorted(std::mem::take(&mut *stats.visible_ms.lock().expect("stats")));
+    let visible = sorted(std::mem::take(
+        &mut *stats.visible_ms.lock().expect("stats"),
+    ));
     let errors = stats.errors.lock().expect("errors").clone();
     let publishes = stats.publishes.load(Ordering::Relaxed);
     println!(
         "WRITES_RESULT target_rate={rate:.1} duration_s={window:.2} offered={offered} skipped={skipped} \
          publishes={publishes} retires={} writes_per_s={:.1} errors={} errors_by_kind={} \
          write_p50_ms={:.2} write_p99_ms={:.2} vis_n={} vis_p50_ms={:.2} vis_p99_ms={:.2} \
-         vis_max_ms={:.2} not_visible={} polls_per_publish={:.2}",
+         vis_max_ms={:.2} not_visible={} vis_first_poll={} polls_per_publish={:.2}",
         stats.retires.load(Ordering::Relaxed),
         stats.in_window.load(Ordering::Relaxed) as f64 / window,
         errors.values().sum::<u64>(),
@@ -950,6 +969,7 @@ async fn writes(
         percentile(&visible, 99.0),
         visible.last().copied().unwrap_or(f64::NAN),
         stats.not_visible.load(Ordering::Relaxed),
+        stats.first_poll.load(Ordering::Relaxed),
         stats.polls.load(Ordering::Relaxed) as f64 / publishes.max(1) as f64,
     );
     Ok(())
