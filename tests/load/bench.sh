@@ -218,6 +218,21 @@ busy_percent() {
     calc "($t2 - $t1) > 0 ? 100 * ($b2 - $b1) / ($t2 - $t1) : 0" 0
 }
 
+# CPU jiffies (user + system, all threads) used so far by processes and their children
+# processes (nginx's worker).
+proc_ticks() {
+    local total=0 p kids
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+        kids=$(cat "/proc/$p/task/$p/children" 2>/dev/null || true)
+        for k in $kids; do
+            [ -r "/proc/$k/stat" ] && total=$((total + $(awk '{ print $14 + $15 }' "/proc/$k/stat")))
+        done
+    done
+    echo "$total"
+}
+
 # Peak resident memory (VmHWM) of a process, in MB.
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
@@ -234,34 +249,50 @@ wait_ready() {
 relai() { "$RELAI_BIN" "$@"; }
 loadgen() { "${PIN_CLIENT[@]}" "$LOADGEN_BIN" "$@"; }
 
-# run_wrk URL LABEL: a warm-up, then the measured run; prints the WRK_RESULT line with
-# the busy percentage of the server and client cores appended.
+# run_wrk URL LABEL SERVER_PID: a warm-up, then the measured run; prints the WRK_RESULT
+# line with, appended, how busy the server and client cores were and how much of the
+# server core the server process itself used (the rest went to other processes).
 run_wrk() {
-    local url=$1 label=$2 out line before after server_busy client_busy
+    local url=$1 label=$2 pid=$3 out line before after server_busy client_busy p1 p2 own
+    local -a a b
     if [ "$WARMUP_S" -gt 0 ]; then
         "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_S}s" --timeout 5s \
             -s "$SCRIPT_DIR/lookup.lua" "$url" -- "$POSTCODES" >/dev/null
     fi
     out=$TMP/wrk-$label.txt
+    p1=$(proc_ticks "$pid")
     before="$(core_ticks "$SERVER_CORE") $(core_ticks "$CLIENT_CORE")"
     "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 5s \
         -s "$SCRIPT_DIR/lookup.lua" "$url" -- "$POSTCODES" >"$out"
     after="$(core_ticks "$SERVER_CORE") $(core_ticks "$CLIENT_CORE")"
+    p2=$(proc_ticks "$pid")
     line=$(grep '^WRK_RESULT' "$out") || die "wrk gave no result (see $out)"
     read -r -a b <<<"$before"
     read -r -a a <<<"$after"
     server_busy=$(busy_percent "${b[0]} ${b[1]}" "${a[0]} ${a[1]}")
     client_busy=$(busy_percent "${b[2]} ${b[3]}" "${a[2]} ${a[3]}")
-    echo "$line server_core_busy=$server_busy client_core_busy=$client_busy"
+    own=$(calc "(${a[1]} - ${b[1]}) > 0 ? 100 * ($p2 - $p1) / (${a[1]} - ${b[1]}) : 0" 0)
+    echo "$line server_core_busy=$server_busy client_core_busy=$client_busy server_process=$own"
 }
 
 wrk_summary() {
     local l=$1
-    printf '%s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms, non2xx %s, socket errors %s, server core %s%%, client core %s%%' \
+    printf '%s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms, non2xx %s, socket errors %s, server core %s%% busy (server process %s%%), client core %s%%' \
         "$(kv "$l" rps)" "$(calc "$(kv "$l" p50_us) / 1000" 2)" "$(calc "$(kv "$l" p99_us) / 1000" 2)" \
         "$(calc "$(kv "$l" p999_us) / 1000" 2)" "$(kv "$l" non2xx)" \
         "$(($(kv "$l" connect_errors) + $(kv "$l" read_errors) + $(kv "$l" write_errors) + $(kv "$l" timeouts)))" \
-        "$(kv "$l" server_core_busy)" "$(kv "$l" client_core_busy)"
+        "$(kv "$l" server_core_busy)" "$(kv "$l" server_process)" "$(kv "$l" client_core_busy)"
+}
+
+# How busy each core is over 2 s before a run: the machine should be idle.
+idle_check() {
+    local c0 c1 s0 s1
+    c0=$(core_ticks "$SERVER_CORE")
+    c1=$(core_ticks "$CLIENT_CORE")
+    sleep 2
+    s0=$(busy_percent "$c0" "$(core_ticks "$SERVER_CORE")")
+    s1=$(busy_percent "$c1" "$(core_ticks "$CLIENT_CORE")")
+    echo "$s0 $s1"
 }
 
 # prepare_instance NAME N [DATABASE_URL]: a seeded database with N generated numbers,
@@ -333,6 +364,12 @@ stop_nginx() {
 
 declare -A R_LINE N_LINE W_LINE WR_LINE RSS_READ RSS_PEAK SNAP
 STARTED=$(date +%s)
+read -r IDLE0 IDLE1 <<<"$(idle_check)"
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "before starting: core $SERVER_CORE ${IDLE0}% busy, core $CLIENT_CORE ${IDLE1}% busy, load average $LOADAVG_START"
+if holds "$IDLE0 > 10 || $IDLE1 > 10"; then
+    log "WARNING: the machine is not idle; other processes will disturb the figures"
+fi
 log "temporary directory $TMP; $PINNING; sizes ${SIZES}; ${DURATION_S}s runs, $CONNECTIONS connections"
 
 for n in "${SIZE_LIST[@]}"; do
@@ -345,14 +382,14 @@ for n in "${SIZE_LIST[@]}"; do
     log "[n$n] ${SNAP[$n]}"
 
     log "[n$n] relai: wrk ${DURATION_S}s, $CONNECTIONS connections"
-    R_LINE[$n]=$(run_wrk "$BASE" "relai-$n")
+    R_LINE[$n]=$(run_wrk "$BASE" "relai-$n" "$RELAI_PID")
     RSS_READ[$n]=$(peak_rss_mb "$RELAI_PID")
     log "[n$n] relai: $(wrk_summary "${R_LINE[$n]}"), peak RSS ${RSS_READ[$n]} MB"
 
     start_nginx "$ROOT"
     log "[n$n] $(loadgen compare --a "$BASE" --b "http://127.0.0.1:$NGINX_PORT" --list "$POSTCODES")"
     log "[n$n] nginx: wrk ${DURATION_S}s, $CONNECTIONS connections"
-    N_LINE[$n]=$(run_wrk "http://127.0.0.1:$NGINX_PORT" "nginx-$n")
+    N_LINE[$n]=$(run_wrk "http://127.0.0.1:$NGINX_PORT" "nginx-$n" "$NGINX_PID")
     log "[n$n] nginx: $(wrk_summary "${N_LINE[$n]}")"
     stop_nginx
 
@@ -361,7 +398,7 @@ for n in "${SIZE_LIST[@]}"; do
         --duration "$((DURATION_S + 2 * WARMUP_S + 2))s" >"$DIR/writes.txt" 2>"$DIR/writes.err" &
     WRITER_PID=$!
     sleep 1
-    W_LINE[$n]=$(run_wrk "$BASE" "relai-writes-$n")
+    W_LINE[$n]=$(run_wrk "$BASE" "relai-writes-$n" "$RELAI_PID")
     wait "$WRITER_PID" || die "loadgen writes failed (see $DIR/writes.err)"
     WRITER_PID=
     WR_LINE[$n]=$(grep '^WRITES_RESULT' "$DIR/writes.txt") || die "no WRITES_RESULT (see $DIR/writes.*)"
@@ -435,11 +472,12 @@ summary() {
             "$(kv "$wr" not_visible)" "${RSS_READ[$n]}" "${RSS_PEAK[$n]}"
     done
     echo
-    echo "Server core busy during the runs (relai / nginx / relai under writes), client core busy, errors:"
+    echo "Server core busy during the runs (relai / nginx / relai under writes) and the share of it the server process used, client core busy, errors:"
     echo
     for n in "${SIZE_LIST[@]}"; do
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
-        echo "- $n: server $(kv "$l" server_core_busy)% / $(kv "${N_LINE[$n]}" server_core_busy)% / $(kv "$w" server_core_busy)%," \
+        echo "- $n: server core $(kv "$l" server_core_busy)% / $(kv "${N_LINE[$n]}" server_core_busy)% / $(kv "$w" server_core_busy)% busy," \
+            "of which the server process $(kv "$l" server_process)% / $(kv "${N_LINE[$n]}" server_process)% / $(kv "$w" server_process)%;" \
             "client $(kv "$l" client_core_busy)% / $(kv "${N_LINE[$n]}" client_core_busy)% / $(kv "$w" client_core_busy)%;" \
             "non-2xx $(kv "$l" non2xx) / $(kv "${N_LINE[$n]}" non2xx) / $(kv "$w" non2xx)," \
             "socket errors $(socket_errors "$l") / $(socket_errors "${N_LINE[$n]}") / $(socket_errors "$w");" \
@@ -503,6 +541,19 @@ summary() {
             echo "| >= 500 publishes/s on $backend | ${P_NOTE[$backend]:-not run} | NOT MEASURED |"
         fi
     done
+    local disturbed=""
+    for n in "${SIZE_LIST[@]}"; do
+        for l in "${R_LINE[$n]}" "${N_LINE[$n]}" "${W_LINE[$n]}"; do
+            if holds "$(kv "$l" server_core_busy) - $(kv "$l" server_process) > 10"; then
+                disturbed="$disturbed $n"
+                break
+            fi
+        done
+    done
+    if [ -n "$disturbed" ] || holds "$IDLE0 > 10 || $IDLE1 > 10"; then
+        echo
+        echo "WARNING: the machine was not idle (before the run: core $SERVER_CORE ${IDLE0}% and core $CLIENT_CORE ${IDLE1}% busy, load average $LOADAVG_START${disturbed:+; other processes took more than 10% of the server core during runs at sizes:$disturbed}): the figures are disturbed."
+    fi
     if [ "$errors" -gt 0 ]; then
         echo
         echo "WARNING: $errors failed lookups (non-2xx or socket errors) during the wrk runs; see above."
