@@ -295,12 +295,12 @@ idle_check() {
     echo "$s0 $s1"
 }
 
-# prepare_instance NAME N [DATABASE_URL]: a seeded database with N generated numbers,
-# an organization with national scope, an authority and its token, a started relai
-# (pinned) with outages declared in a third of the départements. Sets DIR, TOKEN,
+# prepare_instance NAME N [DATABASE_URL]: a seeded database, an organization with
+# national scope, an authority and its token, a started relai (pinned), outages declared
+# in a third of the départements and N generated numbers imported. Sets DIR, TOKEN,
 # RELAI_PID, BASE.
 prepare_instance() {
-    local name=$1 n=$2 db_url=${3:-} generated files org account f imported
+    local name=$1 n=$2 db_url=${3:-} generated files org account f t0 code
     DIR=$TMP/$name
     mkdir -p "$DIR"
     RELAI_ARGS=(--data-dir "$DIR/data")
@@ -318,12 +318,6 @@ prepare_instance() {
     [ -n "$account" ] || die "account create failed (see $DIR/cli.log)"
     TOKEN=$(relai "${RELAI_ARGS[@]}" token issue --account "$account" --ttl 12h 2>>"$DIR/cli.log")
     [ -n "$TOKEN" ] || die "token issue failed (see $DIR/cli.log)"
-    IFS=, read -r -a csvs <<<"$files"
-    for f in "${csvs[@]}"; do
-        imported=$(relai "${RELAI_ARGS[@]}" import "$f" --org "$org" 2>>"$DIR/cli.log") ||
-            die "import of $f failed (see $DIR/cli.log)"
-        log "[$name] relai import $(basename "$f"): $imported"
-    done
     port_free "$RELAI_PORT" || die "port $RELAI_PORT is in use (--relai-port)"
     BASE=http://127.0.0.1:$RELAI_PORT
     RELAI_LOG=warn "${PIN_SERVER[@]}" "$RELAI_BIN" "${RELAI_ARGS[@]}" serve \
@@ -332,7 +326,20 @@ prepare_instance() {
     wait_ready "$BASE/readyz" "$RELAI_PID" "relai serve"
     log "[$name] relai serve ready (pid $RELAI_PID, --workers 1, ${PIN_SERVER[*]:-unpinned})"
     export RELAI_BENCH_TOKEN=$TOKEN
+    # Outages first, while the directory is small (each write refreshes the snapshot), then
+    # the numbers through POST /v1/numbers/import (what `relai import` does, but through
+    # the running server, so that its snapshot has them).
     log "[$name] $(loadgen outages --base "$BASE" --seed-data "$REPO/seed-data")"
+    printf 'Authorization: Bearer %s\n' "$TOKEN" >"$DIR/auth-header"
+    IFS=, read -r -a csvs <<<"$files"
+    for f in "${csvs[@]}"; do
+        t0=$(date +%s.%N)
+        code=$(curl -s --noproxy '*' -o "$DIR/import.json" -w '%{http_code}' -X POST \
+            -H @"$DIR/auth-header" -H 'Content-Type: text/csv' --data-binary @"$f" \
+            "$BASE/v1/numbers/import")
+        [ "$code" = 201 ] || die "import of $f answered $code: $(head -c 500 "$DIR/import.json")"
+        log "[$name] POST /v1/numbers/import $(basename "$f"): $(grep -o '"imported":[0-9]*' "$DIR/import.json") in $(calc "$(date +%s.%N) - $t0" 2) s"
+    done
 }
 
 stop_relai() {
@@ -392,6 +399,7 @@ for n in "${SIZE_LIST[@]}"; do
     N_LINE[$n]=$(run_wrk "http://127.0.0.1:$NGINX_PORT" "nginx-$n" "$NGINX_PID")
     log "[n$n] nginx: $(wrk_summary "${N_LINE[$n]}")"
     stop_nginx
+    [ "$KEEP" = 1 ] || rm -rf "$ROOT"
 
     log "[n$n] relai under $WRITE_RATE writes/s: writes for $((DURATION_S + 2 * WARMUP_S + 2))s, wrk ${DURATION_S}s in the middle"
     "${PIN_CLIENT[@]}" "$LOADGEN_BIN" writes --base "$BASE" --seed-data "$REPO/seed-data" --rate "$WRITE_RATE" \
@@ -427,7 +435,8 @@ elif ! psql "$PG_URL" -qAt -c 'SELECT 1' >/dev/null 2>"$TMP/psql.err"; then
     P_NOTE[postgres]="not run: PostgreSQL unreachable at $PG_URL"
     log "WARNING: ${P_NOTE[postgres]} ($(head -1 "$TMP/psql.err"))"
 else
-    [[ $PG_URL != *\?* ]] || die "--pg-url: give a URL without query parameters"
+    [[ $PG_URL =~ ^postgres(ql)?://[^/]+/[^/?]+$ ]] ||
+        die "--pg-url: give postgres://USER@HOST:PORT/DATABASE, without query parameters"
     psql "$PG_URL" -qAt -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
     psql "$PG_URL" -qAt -c "CREATE DATABASE $PG_DB" >/dev/null
     PG_CREATED=1

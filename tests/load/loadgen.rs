@@ -940,7 +940,12 @@ async fn writes(
             Err(_) => {
                 let abandoned = tasks.len();
                 tasks.abort_all();
-                stats.error("abandoned".to_owned());
+                *stats
+                    .errors
+                    .lock()
+                    .expect("errors")
+                    .entry("abandoned".to_owned())
+                    .or_default() += abandoned as u64;
                 eprintln!("loadgen writes: {abandoned} task(s) still running, abandoned");
                 break;
             }
