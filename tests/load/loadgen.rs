@@ -363,12 +363,15 @@ fn generate(numbers: usize, seed_data: &Path, out_dir: &Path, seed: u64) -> anyh
     let zone_slots = zones.len() * services.len();
     let departement_slots = reference.departements.len() * services.len();
     let commune_slots = reference.communes.len() * services.len();
-    // Most numbers at commune level, some per département, a few per zone: at most one
-    // per (service, zone) and two per (service, département); the rest per commune, at
-    // most one per (service, commune).
-    let zone_count = (numbers / 50).min(zone_slots);
+    // Most numbers at commune level, some per département, a few per zone. The zone layer
+    // is filled first (one number per service and zone: 120), then at most one number per
+    // service and département, the rest per commune (at most one per service and commune).
+    // So at every size nearly every service of every commune shows one number, at the most
+    // specific level that has one: the answers keep about the same size from 1,000 to
+    // 100,000 numbers, and what grows is the directory, not the bytes of a lookup.
+    let zone_count = (numbers / 4).min(zone_slots);
     let departement_count = (numbers / 5)
-        .min(2 * departement_slots)
+        .min(departement_slots)
         .min(numbers - zone_count);
     let commune_count = numbers - zone_count - departement_count;
     if commune_count > commune_slots {
@@ -385,8 +388,7 @@ fn generate(numbers: usize, seed_data: &Path, out_dir: &Path, seed: u64) -> anyh
     }
     let mut slots: Vec<usize> = (0..departement_slots).collect();
     rng.shuffle(&mut slots);
-    for i in 0..departement_count {
-        let slot = slots[i % slots.len()];
+    for &slot in slots.iter().take(departement_count) {
         let d = &reference.departements[slot / services.len()];
         rows.push((
             slot % services.len(),
