@@ -421,10 +421,19 @@ done
 declare -A P_LINE P_NOTE
 run_publish_max() {
     local backend=$1 db_url=${2:-}
+    local -a a b
     log "=== publish throughput on $backend ($WRITE_SIZE numbers in force)"
     prepare_instance "publish-$backend" "$WRITE_SIZE" "$db_url"
+    local before after p1 p2
+    p1=$(proc_ticks "$RELAI_PID")
+    before=$(core_ticks "$SERVER_CORE")
     P_LINE[$backend]=$(loadgen publish-max --base "$BASE" --seed-data "$REPO/seed-data" \
         --concurrency "$PUBLISH_CONCURRENCY" --duration "${PUBLISH_DURATION_S}s")
+    after=$(core_ticks "$SERVER_CORE")
+    p2=$(proc_ticks "$RELAI_PID")
+    read -r -a b <<<"$before"
+    read -r -a a <<<"$after"
+    P_LINE[$backend]="${P_LINE[$backend]} server_core_busy=$(busy_percent "$before" "$after") server_process=$(calc "(${a[1]} - ${b[1]}) > 0 ? 100 * ($p2 - $p1) / (${a[1]} - ${b[1]}) : 0" 0)"
     log "[$backend] ${P_LINE[$backend]}"
     stop_relai
 }
@@ -449,6 +458,22 @@ fi
 
 ms() { calc "$1 / 1000" 2; }
 pass() { if holds "$1"; then echo PASS; else echo FAIL; fi; }
+# Whether other processes took more than 10% of the server core during a run.
+disturbed_run() { holds "$(kv "$1" server_core_busy) - $(kv "$1" server_process) > 10"; }
+# verdict EXPR RESULT_LINE...: PASS or FAIL, marked unreliable when a run it rests on was
+# disturbed by other processes.
+verdict() {
+    local v l
+    v=$(pass "$1")
+    shift
+    for l in "$@"; do
+        if disturbed_run "$l"; then
+            v="$v (unreliable: machine busy)"
+            break
+        fi
+    done
+    echo "$v"
+}
 socket_errors() {
     echo $(($(kv "$1" connect_errors) + $(kv "$1" read_errors) + $(kv "$1" write_errors) + $(kv "$1" timeouts)))
 }
@@ -496,21 +521,25 @@ summary() {
             "lookup bytes mean $(kv "${SNAP[$n]}" bytes_mean), max $(kv "${SNAP[$n]}" bytes_max)"
     done
     echo
-    echo "| publishes through the API ($WRITE_SIZE numbers in force, $PUBLISH_CONCURRENCY clients, ${PUBLISH_DURATION_S} s) | publishes/s | p50 ms | p99 ms | errors |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| publishes through the API ($WRITE_SIZE numbers in force, $PUBLISH_CONCURRENCY clients, ${PUBLISH_DURATION_S} s) | publishes/s | p50 ms | p99 ms | errors | server core busy (server process) |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for backend in sqlite postgres; do
         if [ -n "${P_LINE[$backend]:-}" ]; then
             l=${P_LINE[$backend]}
-            echo "| $backend | $(kv "$l" publishes_per_s) | $(kv "$l" p50_ms) | $(kv "$l" p99_ms) | $(kv "$l" errors) ($(kv "$l" errors_by_kind)) |"
+            echo "| $backend | $(kv "$l" publishes_per_s) | $(kv "$l" p50_ms) | $(kv "$l" p99_ms) | $(kv "$l" errors) ($(kv "$l" errors_by_kind)) | $(kv "$l" server_core_busy)% ($(kv "$l" server_process)%) |"
         else
-            echo "| $backend | ${P_NOTE[$backend]:-not run} | | | |"
+            echo "| $backend | ${P_NOTE[$backend]:-not run} | | | | |"
         fi
     done
     echo
     echo "| target | measured | |"
     echo "|---|---|---|"
     local worst_ratio=999 worst_p99=0 worst_drop=-999 worst_vis=0 not_visible=0 none_visible=0 rate_ok=1 errors=0 r
+    local -a reads=() nginx=() under=()
     for n in "${SIZE_LIST[@]}"; do
+        reads+=("${R_LINE[$n]}")
+        nginx+=("${N_LINE[$n]}")
+        under+=("${W_LINE[$n]}")
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
         r=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 3)
         holds "$r < $worst_ratio" && worst_ratio=$r
@@ -524,18 +553,18 @@ summary() {
         holds "$(kv "$wr" writes_per_s) >= 0.95 * $WRITE_RATE" || rate_ok=0
         errors=$((errors + $(kv "$l" non2xx) + $(kv "$w" non2xx) + $(kv "${N_LINE[$n]}" non2xx) + $(socket_errors "$l") + $(socket_errors "$w") + $(socket_errors "${N_LINE[$n]}")))
     done
-    echo "| lookup throughput >= 0.7 x nginx (every size) | lowest relai / nginx $(calc "$worst_ratio" 2) | $(pass "$worst_ratio >= 0.7") |"
+    echo "| lookup throughput >= 0.7 x nginx (every size) | lowest relai / nginx $(calc "$worst_ratio" 2) | $(verdict "$worst_ratio >= 0.7" "${reads[@]}" "${nginx[@]}") |"
     local p99_note=""
     [ "$CONNECTIONS" = 64 ] || p99_note=" (run at $CONNECTIONS connections, not 64)"
-    echo "| p99 < 10 ms at 64 connections (every size) | highest p99 $(ms "$worst_p99") ms$p99_note | $(pass "$worst_p99 < 10000 && $CONNECTIONS == 64") |"
+    echo "| p99 < 10 ms at 64 connections (every size) | highest p99 $(ms "$worst_p99") ms$p99_note | $(verdict "$worst_p99 < 10000 && $CONNECTIONS == 64" "${reads[@]}") |"
     local rate_note=""
     [ "$rate_ok" = 1 ] || rate_note="; the write rate of $WRITE_RATE/s was NOT reached (see writes/s achieved)"
-    echo "| under $WRITE_RATE writes/s read throughput drops < 20% | largest drop $worst_drop%$rate_note | $(pass "$worst_drop < 20 && $rate_ok == 1 && $WRITE_RATE >= 200") |"
-    echo "| a write is visible in a lookup within 50 ms of its 201 (every publish) | slowest $worst_vis ms, $not_visible not visible within 5 s | $(pass "$worst_vis <= 50 && $not_visible == 0 && $none_visible == 0 && $rate_ok == 1") |"
+    echo "| under $WRITE_RATE writes/s read throughput drops < 20% | largest drop $worst_drop%$rate_note | $(verdict "$worst_drop < 20 && $rate_ok == 1 && $WRITE_RATE >= 200" "${reads[@]}" "${under[@]}") |"
+    echo "| a write is visible in a lookup within 50 ms of its 201 (every publish) | slowest $worst_vis ms, $not_visible not visible within 5 s | $(verdict "$worst_vis <= 50 && $not_visible == 0 && $none_visible == 0 && $rate_ok == 1" "${under[@]}") |"
     if [ "${#SIZE_LIST[@]}" -ge 2 ]; then
-        local fall
-        fall=$(calc "100 * ($(kv "${R_LINE[$SMALLEST]}" rps) - $(kv "${R_LINE[$LARGEST]}" rps)) / $(kv "${R_LINE[$SMALLEST]}" rps)" 1)
-        echo "| from $SMALLEST to $LARGEST numbers lookup throughput falls < 10% | $fall% | $(pass "$fall < 10") |"
+        local change
+        change=$(calc "100 * ($(kv "${R_LINE[$LARGEST]}" rps) - $(kv "${R_LINE[$SMALLEST]}" rps)) / $(kv "${R_LINE[$SMALLEST]}" rps)" 1)
+        echo "| from $SMALLEST to $LARGEST numbers lookup throughput falls < 10% | change $change% ($(kv "${R_LINE[$SMALLEST]}" rps) to $(kv "${R_LINE[$LARGEST]}" rps) req/s) | $(verdict "$change > -10" "${R_LINE[$SMALLEST]}" "${R_LINE[$LARGEST]}") |"
     else
         echo "| from 1,000 to 100,000 numbers lookup throughput falls < 10% | one size only ($SMALLEST) | NOT MEASURED |"
     fi
@@ -545,7 +574,10 @@ summary() {
     for backend in sqlite postgres; do
         if [ -n "${P_LINE[$backend]:-}" ]; then
             r=$(kv "${P_LINE[$backend]}" publishes_per_s)
-            echo "| >= 500 publishes/s on $backend | $r/s | $(pass "$r >= 500") |"
+            # PostgreSQL is not pinned and works on both cores: that run cannot be judged
+            # disturbed from the server core alone.
+            if [ "$backend" = sqlite ]; then l=${P_LINE[$backend]}; else l=""; fi
+            echo "| >= 500 publishes/s on $backend | $r/s | $(verdict "$r >= 500" ${l:+"$l"}) |"
         else
             echo "| >= 500 publishes/s on $backend | ${P_NOTE[$backend]:-not run} | NOT MEASURED |"
         fi
@@ -553,15 +585,18 @@ summary() {
     local disturbed=""
     for n in "${SIZE_LIST[@]}"; do
         for l in "${R_LINE[$n]}" "${N_LINE[$n]}" "${W_LINE[$n]}"; do
-            if holds "$(kv "$l" server_core_busy) - $(kv "$l" server_process) > 10"; then
+            if disturbed_run "$l"; then
                 disturbed="$disturbed $n"
                 break
             fi
         done
     done
+    if [ -n "${P_LINE[sqlite]:-}" ] && disturbed_run "${P_LINE[sqlite]}"; then
+        disturbed="$disturbed publish-sqlite"
+    fi
     if [ -n "$disturbed" ] || holds "$IDLE0 > 10 || $IDLE1 > 10"; then
         echo
-        echo "WARNING: the machine was not idle (before the run: core $SERVER_CORE ${IDLE0}% and core $CLIENT_CORE ${IDLE1}% busy, load average $LOADAVG_START${disturbed:+; other processes took more than 10% of the server core during runs at sizes:$disturbed}): the figures are disturbed."
+        echo "WARNING: the machine was not idle (before the run: core $SERVER_CORE ${IDLE0}% and core $CLIENT_CORE ${IDLE1}% busy, load average $LOADAVG_START${disturbed:+; other processes took more than 10% of the server core during the runs:$disturbed}): the figures are disturbed, and the verdicts that rest on them are marked unreliable."
     fi
     if [ "$errors" -gt 0 ]; then
         echo
