@@ -206,16 +206,33 @@ is_number() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Busy and total jiffies of one core, from /proc/stat.
+# Jiffies of one core from /proc/stat: busy (all but idle and iowait), total, and the
+# part spent running processes (user, nice, system: not interrupts and softirqs, which the
+# kernel charges to no process, e.g. loopback TCP delivery).
 core_ticks() {
-    awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+    awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t, $2 + $3 + $4 }' /proc/stat
 }
 # Percent busy of a core between two core_ticks outputs.
 busy_percent() {
     local b1 t1 b2 t2
-    read -r b1 t1 <<<"$1"
-    read -r b2 t2 <<<"$2"
+    read -r b1 t1 _ <<<"$1"
+    read -r b2 t2 _ <<<"$2"
     calc "($t2 - $t1) > 0 ? 100 * ($b2 - $b1) / ($t2 - $t1) : 0" 0
+}
+# Percent of a core spent running processes between two core_ticks outputs.
+task_percent() {
+    local k1 t1 k2 t2
+    read -r _ t1 k1 <<<"$1"
+    read -r _ t2 k2 <<<"$2"
+    calc "($t2 - $t1) > 0 ? 100 * ($k2 - $k1) / ($t2 - $t1) : 0" 0
+}
+# Percent of a core that a process used (its jiffies from proc_ticks) between two
+# core_ticks outputs.
+process_percent() {
+    local t1 t2
+    read -r _ t1 _ <<<"$1"
+    read -r _ t2 _ <<<"$2"
+    calc "($t2 - $t1) > 0 ? 100 * ($4 - $3) / ($t2 - $t1) : 0" 0
 }
 
 # CPU jiffies (user + system, all threads) used so far by processes and their children
@@ -253,35 +270,32 @@ loadgen() { "${PIN_CLIENT[@]}" "$LOADGEN_BIN" "$@"; }
 # line with, appended, how busy the server and client cores were and how much of the
 # server core the server process itself used (the rest went to other processes).
 run_wrk() {
-    local url=$1 label=$2 pid=$3 out line before after server_busy client_busy p1 p2 own
-    local -a a b
+    local url=$1 label=$2 pid=$3 out line s1 s2 c1 c2 p1 p2
     if [ "$WARMUP_S" -gt 0 ]; then
         "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_S}s" --timeout 5s \
             -s "$SCRIPT_DIR/lookup.lua" "$url" -- "$POSTCODES" >/dev/null
     fi
     out=$TMP/wrk-$label.txt
     p1=$(proc_ticks "$pid")
-    before="$(core_ticks "$SERVER_CORE") $(core_ticks "$CLIENT_CORE")"
+    s1=$(core_ticks "$SERVER_CORE")
+    c1=$(core_ticks "$CLIENT_CORE")
     "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 5s \
         -s "$SCRIPT_DIR/lookup.lua" "$url" -- "$POSTCODES" >"$out"
-    after="$(core_ticks "$SERVER_CORE") $(core_ticks "$CLIENT_CORE")"
+    s2=$(core_ticks "$SERVER_CORE")
+    c2=$(core_ticks "$CLIENT_CORE")
     p2=$(proc_ticks "$pid")
     line=$(grep '^WRK_RESULT' "$out") || die "wrk gave no result (see $out)"
-    read -r -a b <<<"$before"
-    read -r -a a <<<"$after"
-    server_busy=$(busy_percent "${b[0]} ${b[1]}" "${a[0]} ${a[1]}")
-    client_busy=$(busy_percent "${b[2]} ${b[3]}" "${a[2]} ${a[3]}")
-    own=$(calc "(${a[1]} - ${b[1]}) > 0 ? 100 * ($p2 - $p1) / (${a[1]} - ${b[1]}) : 0" 0)
-    echo "$line server_core_busy=$server_busy client_core_busy=$client_busy server_process=$own"
+    echo "$line server_core_busy=$(busy_percent "$s1" "$s2") server_core_tasks=$(task_percent "$s1" "$s2")" \
+        "server_process=$(process_percent "$s1" "$s2" "$p1" "$p2") client_core_busy=$(busy_percent "$c1" "$c2")"
 }
 
 wrk_summary() {
     local l=$1
-    printf '%s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms, non2xx %s, socket errors %s, server core %s%% busy (server process %s%%), client core %s%%' \
+    printf '%s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms, non2xx %s, socket errors %s, server core %s%% busy (processes %s%%, the server process %s%%), client core %s%%' \
         "$(kv "$l" rps)" "$(calc "$(kv "$l" p50_us) / 1000" 2)" "$(calc "$(kv "$l" p99_us) / 1000" 2)" \
         "$(calc "$(kv "$l" p999_us) / 1000" 2)" "$(kv "$l" non2xx)" \
         "$(($(kv "$l" connect_errors) + $(kv "$l" read_errors) + $(kv "$l" write_errors) + $(kv "$l" timeouts)))" \
-        "$(kv "$l" server_core_busy)" "$(kv "$l" server_process)" "$(kv "$l" client_core_busy)"
+        "$(kv "$l" server_core_busy)" "$(kv "$l" server_core_tasks)" "$(kv "$l" server_process)" "$(kv "$l" client_core_busy)"
 }
 
 # How busy each core is over 2 s before a run: the machine should be idle.
@@ -421,19 +435,16 @@ done
 declare -A P_LINE P_NOTE
 run_publish_max() {
     local backend=$1 db_url=${2:-}
-    local -a a b
     log "=== publish throughput on $backend ($WRITE_SIZE numbers in force)"
     prepare_instance "publish-$backend" "$WRITE_SIZE" "$db_url"
-    local before after p1 p2
+    local s1 s2 p1 p2
     p1=$(proc_ticks "$RELAI_PID")
-    before=$(core_ticks "$SERVER_CORE")
+    s1=$(core_ticks "$SERVER_CORE")
     P_LINE[$backend]=$(loadgen publish-max --base "$BASE" --seed-data "$REPO/seed-data" \
         --concurrency "$PUBLISH_CONCURRENCY" --duration "${PUBLISH_DURATION_S}s")
-    after=$(core_ticks "$SERVER_CORE")
+    s2=$(core_ticks "$SERVER_CORE")
     p2=$(proc_ticks "$RELAI_PID")
-    read -r -a b <<<"$before"
-    read -r -a a <<<"$after"
-    P_LINE[$backend]="${P_LINE[$backend]} server_core_busy=$(busy_percent "$before" "$after") server_process=$(calc "(${a[1]} - ${b[1]}) > 0 ? 100 * ($p2 - $p1) / (${a[1]} - ${b[1]}) : 0" 0)"
+    P_LINE[$backend]="${P_LINE[$backend]} server_core_busy=$(busy_percent "$s1" "$s2") server_core_tasks=$(task_percent "$s1" "$s2") server_process=$(process_percent "$s1" "$s2" "$p1" "$p2")"
     log "[$backend] ${P_LINE[$backend]}"
     stop_relai
 }
@@ -458,8 +469,9 @@ fi
 
 ms() { calc "$1 / 1000" 2; }
 pass() { if holds "$1"; then echo PASS; else echo FAIL; fi; }
-# Whether other processes took more than 10% of the server core during a run.
-disturbed_run() { holds "$(kv "$1" server_core_busy) - $(kv "$1" server_process) > 10"; }
+# Whether other processes took more than 10% of the server core during a run: the core's
+# time in processes (interrupts and softirqs aside) beyond what the server process used.
+disturbed_run() { holds "$(kv "$1" server_core_tasks) - $(kv "$1" server_process) > 10"; }
 # verdict EXPR RESULT_LINE...: PASS or FAIL, marked unreliable when a run it rests on was
 # disturbed by other processes.
 verdict() {
@@ -506,12 +518,13 @@ summary() {
             "$(kv "$wr" not_visible)" "${RSS_READ[$n]}" "${RSS_PEAK[$n]}"
     done
     echo
-    echo "Server core busy during the runs (relai / nginx / relai under writes) and the share of it the server process used, client core busy, errors:"
+    echo "Server core during the runs (relai / nginx / relai under writes): busy, in processes (the rest is interrupts and softirqs, such as loopback TCP delivery), in the server process; client core busy; errors:"
     echo
     for n in "${SIZE_LIST[@]}"; do
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
         echo "- $n: server core $(kv "$l" server_core_busy)% / $(kv "${N_LINE[$n]}" server_core_busy)% / $(kv "$w" server_core_busy)% busy," \
-            "of which the server process $(kv "$l" server_process)% / $(kv "${N_LINE[$n]}" server_process)% / $(kv "$w" server_process)%;" \
+            "in processes $(kv "$l" server_core_tasks)% / $(kv "${N_LINE[$n]}" server_core_tasks)% / $(kv "$w" server_core_tasks)%," \
+            "the server process $(kv "$l" server_process)% / $(kv "${N_LINE[$n]}" server_process)% / $(kv "$w" server_process)%;" \
             "client $(kv "$l" client_core_busy)% / $(kv "${N_LINE[$n]}" client_core_busy)% / $(kv "$w" client_core_busy)%;" \
             "non-2xx $(kv "$l" non2xx) / $(kv "${N_LINE[$n]}" non2xx) / $(kv "$w" non2xx)," \
             "socket errors $(socket_errors "$l") / $(socket_errors "${N_LINE[$n]}") / $(socket_errors "$w");" \
@@ -521,12 +534,12 @@ summary() {
             "lookup bytes mean $(kv "${SNAP[$n]}" bytes_mean), max $(kv "${SNAP[$n]}" bytes_max)"
     done
     echo
-    echo "| publishes through the API ($WRITE_SIZE numbers in force, $PUBLISH_CONCURRENCY clients, ${PUBLISH_DURATION_S} s) | publishes/s | p50 ms | p99 ms | errors | server core busy (server process) |"
+    echo "| publishes through the API ($WRITE_SIZE numbers in force, $PUBLISH_CONCURRENCY clients, ${PUBLISH_DURATION_S} s) | publishes/s | p50 ms | p99 ms | errors | server core busy (processes, server process) |"
     echo "|---|---:|---:|---:|---:|---:|"
     for backend in sqlite postgres; do
         if [ -n "${P_LINE[$backend]:-}" ]; then
             l=${P_LINE[$backend]}
-            echo "| $backend | $(kv "$l" publishes_per_s) | $(kv "$l" p50_ms) | $(kv "$l" p99_ms) | $(kv "$l" errors) ($(kv "$l" errors_by_kind)) | $(kv "$l" server_core_busy)% ($(kv "$l" server_process)%) |"
+            echo "| $backend | $(kv "$l" publishes_per_s) | $(kv "$l" p50_ms) | $(kv "$l" p99_ms) | $(kv "$l" errors) ($(kv "$l" errors_by_kind)) | $(kv "$l" server_core_busy)% ($(kv "$l" server_core_tasks)%, $(kv "$l" server_process)%) |"
         else
             echo "| $backend | ${P_NOTE[$backend]:-not run} | | | | |"
         fi
