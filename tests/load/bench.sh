@@ -334,7 +334,9 @@ prepare_instance() {
     [ -n "$TOKEN" ] || die "token issue failed (see $DIR/cli.log)"
     port_free "$RELAI_PORT" || die "port $RELAI_PORT is in use (--relai-port)"
     BASE=http://127.0.0.1:$RELAI_PORT
-    RELAI_LOG=warn "${PIN_SERVER[@]}" "$RELAI_BIN" "${RELAI_ARGS[@]}" serve \
+    # The public rate limit off (one client address makes every request here) and the
+    # access log silenced, as the issue asks.
+    RELAI_PUBLIC_RATE_LIMIT=0 RELAI_LOG=warn "${PIN_SERVER[@]}" "$RELAI_BIN" "${RELAI_ARGS[@]}" serve \
         --bind "127.0.0.1:$RELAI_PORT" --workers 1 >"$DIR/serve.log" 2>&1 &
     RELAI_PID=$!
     wait_ready "$BASE/readyz" "$RELAI_PID" "relai serve"
