@@ -1461,8 +1461,15 @@ mod api4_resource_consumption {
                 "a slow body is cut off: {:?} {}",
                 answer.elapsed, answer.text
             );
+            assert_eq!(answer.status(), Some(408), "{}", answer.text);
             assert!(
-                answer.elapsed < Duration::from_secs(45),
+                answer.text.contains("application/problem+json"),
+                "{}",
+                answer.text
+            );
+            assert!(
+                answer.elapsed >= relai::startup::BODY_IDLE_TIMEOUT
+                    && answer.elapsed < relai::startup::BODY_IDLE_TIMEOUT + Duration::from_secs(15),
                 "{:?}",
                 answer.elapsed
             );
