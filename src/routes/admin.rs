@@ -298,6 +298,7 @@ pub async fn revoke_token(
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -152,6 +152,7 @@ pub struct QueueQuery {
     /// Only items of this département (itself and its communes).
     pub departement: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -28,10 +28,12 @@ pub struct NumberQuery {
     #[param(example = "33")]
     pub departement: Option<String>,
     /// Only numbers of territories of this kind.
+    #[param(value_type = Option<crate::domain::TerritoryKind>)]
     pub territory_kind: Option<String>,
     /// Only numbers of the territory with this code (with `territory_kind`, one territory).
     pub territory_code: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -15,6 +15,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct OutageQuery {
     /// `active` or `resolved`; both when absent.
+    #[param(value_type = Option<crate::model::OutageStatus>)]
     pub status: Option<String>,
 }
 

@@ -97,6 +97,7 @@ fn parse_body<T: DeserializeOwned>(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct TerritoryInput {
     /// `national`, `zone`, `departement` or `commune`.
+    #[schema(value_type = crate::domain::TerritoryKind)]
     pub kind: String,
     /// `FR`, a zone name, a département code or an INSEE commune code.
     pub code: String,

@@ -1461,8 +1461,15 @@ mod api4_resource_consumption {
                 "a slow body is cut off: {:?} {}",
                 answer.elapsed, answer.text
             );
+            assert_eq!(answer.status(), Some(408), "{}", answer.text);
             assert!(
-                answer.elapsed < Duration::from_secs(45),
+                answer.text.contains("application/problem+json"),
+                "{}",
+                answer.text
+            );
+            assert!(
+                answer.elapsed >= relai::startup::BODY_IDLE_TIMEOUT
+                    && answer.elapsed < relai::startup::BODY_IDLE_TIMEOUT + Duration::from_secs(15),
                 "{:?}",
                 answer.elapsed
             );
@@ -1992,7 +1999,8 @@ mod api6_sensitive_business_flows {
 /// addresses only. `webhooks.rs` refuses private, link-local, `file:`, `ftp:` and
 /// credentials on the test instance (which allows loopback). Here an instance with the
 /// production default refuses every spelling of loopback and other internal addresses,
-/// and accepts a public one. Moderators' and tippers' `source_url` is never fetched.
+/// and accepts a public one (no case needs DNS beyond `localhost`). Moderators' and
+/// tippers' `source_url` is never fetched.
 mod api7_server_side_request_forgery {
     use super::*;
 
@@ -2027,7 +2035,7 @@ mod api7_server_side_request_forgery {
                 "http://127.0.0.1/hook",
                 "http://127.0.0.1:8080/v1/admin/tokens",
                 "http://localhost/hook",
-                "http://LOCALHOST./hook",
+                "http://LocalHost/hook",
                 "http://[::1]/hook",
                 "http://[0:0:0:0:0:0:0:1]/hook",
                 "http://[::ffff:127.0.0.1]/hook",
@@ -2056,8 +2064,6 @@ mod api7_server_side_request_forgery {
                 "ftp://example.org/",
                 "javascript:alert(1)",
                 "//127.0.0.1/hook",
-                "http:///hook",
-                "http://unresolvable.invalid/hook",
             ] {
                 let response = register(url).await.unwrap();
                 let body = problem(response, 422, url).await;
