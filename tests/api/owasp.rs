@@ -2716,6 +2716,7 @@ mod api9_inventory_management {
     const INVENTORY: &[(&str, &str)] = &[
         ("GET", "/"),
         ("GET", "/healthz"),
+        ("GET", "/metrics"),
         ("GET", "/readyz"),
         ("GET", "/v1/admin/accounts"),
         ("POST", "/v1/admin/accounts"),
@@ -2838,7 +2839,6 @@ mod api9_inventory_management {
                 );
             }
             for path in [
-                "/metrics",
                 "/admin",
                 "/v1/admin",
                 "/v1/admin/",
