@@ -341,6 +341,16 @@ pub fn start(state: Arc<AppState>, policy: Arc<TargetPolicy>, base: Duration, we
     }
 }
 
+/// [`take_lease`] for this instance; false too when storage does not answer.
+async fn hold_lease(state: &Arc<AppState>, hook_id: &str) -> bool {
+    let (hook_id, me) = (hook_id.to_owned(), state.instance_id().to_owned());
+    state
+        .clone()
+        .write_log(move |c| take_lease(c, &hook_id, &me))
+        .await
+        .unwrap_or(false)
+}
+
 /// Takes or renews the delivery lease of a webhook; true when this instance holds it.
 fn take_lease(c: &mut DbConnection, id: &str, me: &str) -> QueryResult<bool> {
     use schema::webhooks::dsl as w;
@@ -402,13 +412,7 @@ async fn deliver_forever(
         let Some(hook) = hook.filter(|h| h.enabled != 0) else {
             return;
         };
-        let (hook_id, me) = (hook.id.clone(), state.instance_id().to_owned());
-        let leased = state
-            .clone()
-            .write_log(move |c| take_lease(c, &hook_id, &me))
-            .await
-            .unwrap_or(false);
-        if !leased {
+        if !hold_lease(&state, &hook.id).await {
             // Another instance delivers; take over if its lease runs out.
             let _ = tokio::time::timeout(LEASE / 3, live.recv()).await;
             continue;
@@ -468,13 +472,7 @@ async fn deliver_one(
         attempt += 1;
         if attempt > 1 {
             // Retries can outlast a lease: renew it, or leave the webhook to its holder.
-            let (hook_id, me) = (hook.id.clone(), state.instance_id().to_owned());
-            let leased = state
-                .clone()
-                .write_log(move |c| take_lease(c, &hook_id, &me))
-                .await
-                .unwrap_or(false);
-            if !leased {
+            if !hold_lease(state, &hook.id).await {
                 return false;
             }
         }
