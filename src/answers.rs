@@ -7,7 +7,7 @@
 //! publication in Gironde leaves the rest of the country's answers warm.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use std::pin::Pin;
@@ -15,14 +15,15 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header::HeaderValue;
-use actix_web::web::Bytes;
+use actix_web::web::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::atlas::Atlas;
 use crate::directory::{chain, places_for_postcode};
 use crate::domain::Territory;
-use crate::lookup::{self, LookupResponse};
+use crate::lookup::{self, LookupCommune, LookupResponse, LookupService, ServiceStatus};
+use crate::public_number::PublicNumber;
 
 /// Postcodes by position, which postcodes each territory reaches, and how much memory
 /// the rendered answers may take.
@@ -125,100 +126,145 @@ impl PostcodeIndex {
     }
 }
 
-/// The rendered answers of one snapshot, one slot per postcode, filled on first use.
-/// A slot is a plain lock: creating and dropping thousands of them with every snapshot
-/// must cost next to nothing (an `ArcSwap` pays for its lock-free reads when dropped).
+/// The rendered answers of one lineage of snapshots (a snapshot loaded from storage and
+/// the ones made from it by applying changes), one slot per postcode, filled on first
+/// use and shared by every snapshot of the lineage.
+///
+/// Each slot remembers the sequence of the last change that reached its postcode
+/// (`touched`); an answer rendered from the snapshot at sequence R holds for a snapshot at
+/// sequence S when no change reached it since the older of the two: `touched <= min(R, S)`.
+/// So a new snapshot costs one store per postcode its changes reach, and requests still on
+/// the previous snapshot keep their answers.
 #[derive(Debug)]
 pub struct AnswerCache {
-    slots: Arc<[Slot]>,
+    slots: Box<[Slot]>,
 }
 
-type Slot = RwLock<Option<Arc<RenderedAnswer>>>;
+#[derive(Debug, Default)]
+struct Slot {
+    answer: RwLock<Option<Arc<RenderedAnswer>>>,
+    touched: AtomicI64,
+}
 
-fn read(slot: &Slot) -> Option<Arc<RenderedAnswer>> {
-    slot.read().unwrap_or_else(|p| p.into_inner()).clone()
+impl Slot {
+    fn read(&self) -> Option<Arc<RenderedAnswer>> {
+        self.answer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn holds(&self, answer: &RenderedAnswer, seq: i64, now: DateTime<Utc>) -> bool {
+        self.touched.load(Ordering::Acquire) <= answer.seq.min(seq) && answer.holds_at(now)
+    }
 }
 
 impl AnswerCache {
-    pub fn empty(len: usize) -> AnswerCache {
+    pub fn new(len: usize) -> AnswerCache {
         AnswerCache {
-            slots: (0..len).map(|_| RwLock::new(None)).collect(),
+            slots: (0..len).map(|_| Slot::default()).collect(),
         }
     }
 
-    /// The cache of the next snapshot: every answer kept but those of the postcodes a
-    /// change at one of `touched` reaches.
-    pub fn carry_over(&self, index: &PostcodeIndex, touched: &HashSet<Territory>) -> AnswerCache {
-        if touched.is_empty() {
-            // Nothing public changed: the very same answers hold.
-            return AnswerCache {
-                slots: self.slots.clone(),
-            };
-        }
+    /// Records that the change at `seq` reaches every postcode of `touched` territories:
+    /// their answers rendered before it no longer hold for the snapshots from `seq` on.
+    /// Called before the snapshot at `seq` is served.
+    pub fn touch(&self, index: &PostcodeIndex, touched: &HashSet<Territory>, seq: i64) {
         if touched.contains(&Territory::National) {
-            return AnswerCache::empty(self.slots.len());
+            (0..self.slots.len()).for_each(|i| self.mark(i, seq));
+            return;
         }
-        let mut stale = vec![false; self.slots.len()];
         for t in touched {
             for &i in index.reached_by(t) {
-                stale[i] = true;
+                self.mark(i, seq);
             }
-        }
-        AnswerCache {
-            slots: self
-                .slots
-                .iter()
-                .zip(stale)
-                .map(|(slot, stale)| RwLock::new(if stale { None } else { read(slot) }))
-                .collect(),
         }
     }
 
-    /// The answer at `position`, rendered by `render` if it is not there yet or no longer
-    /// holds at `now` (a number entered or left its validity since).
+    /// Records that the change at `seq` reaches the postcode at `position`.
+    fn mark(&self, position: usize, seq: i64) {
+        self.slots[position]
+            .touched
+            .fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The answer at `position` for the snapshot at `seq`, rendered by `render` if none
+    /// holds (none yet, a change reached it, or a number of it entered or left its
+    /// validity since). A fresh answer is kept unless a later change already reached it,
+    /// or the budget is spent.
     pub fn get_or_render(
         &self,
         position: usize,
+        seq: i64,
         now: DateTime<Utc>,
         budget: &Arc<CacheBudget>,
         render: impl FnOnce() -> RenderedAnswer,
     ) -> Arc<RenderedAnswer> {
         let slot = &self.slots[position];
-        if let Some(answer) = read(slot) {
-            if answer.holds_at(now) {
+        if let Some(answer) = slot.read() {
+            if slot.holds(&answer, seq, now) {
                 return answer;
             }
         }
         let mut fresh = render();
-        let size = fresh.size();
-        if budget.reserve(size) {
-            fresh.accounted = Some((budget.clone(), size));
-            let fresh = Arc::new(fresh);
-            *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
-            fresh
-        } else {
-            // Over budget: served, not kept.
-            Arc::new(fresh)
+        if fresh.seq < slot.touched.load(Ordering::Acquire) {
+            // Rendered from a snapshot a newer change already superseded: this request's
+            // answer, nobody else's.
+            return Arc::new(fresh);
         }
+        let size = fresh.size();
+        if !budget.reserve(size) {
+            // Over budget: served, not kept.
+            return Arc::new(fresh);
+        }
+        fresh.accounted = Some((budget.clone(), size));
+        let fresh = Arc::new(fresh);
+        let mut kept = slot.answer.write().unwrap_or_else(|p| p.into_inner());
+        // Two requests may render the same answer at once; the newer snapshot's stays.
+        if kept.as_ref().is_none_or(|k| k.seq <= fresh.seq) {
+            *kept = Some(fresh.clone());
+        }
+        fresh
     }
 
-    /// How many answers are rendered (for tests and metrics).
-    pub fn rendered(&self) -> usize {
-        self.slots.iter().filter(|s| read(s).is_some()).count()
+    /// How many answers hold for the snapshot at `seq` (for tests and metrics).
+    pub fn rendered(&self, seq: i64, now: DateTime<Utc>) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.read().is_some_and(|a| s.holds(&a, seq, now)))
+            .count()
     }
 }
 
+/// A part of a rendered JSON answer.
+#[derive(Debug)]
+enum Piece {
+    /// Bytes of the answer's own buffer (`glue`), from..to.
+    Glue(u32, u32),
+    /// A number's JSON, shared with the snapshot and every other answer listing it.
+    Number(Arc<PublicNumber>),
+    /// The value of `generated_at`: the time of the snapshot that serves the request.
+    GeneratedAt,
+}
+
 /// One lookup answer, as JSON and as text, with everything but the snapshot time.
+///
+/// The JSON is kept as a list of pieces: the numbers' JSON, shared with the snapshot, and
+/// the answer's own bytes in between. Kept whole, the answers of all 6,310 postcodes of a
+/// dense directory would take 300 MB (each lists some 70 numbers); as pieces they take a
+/// tenth of that, and a request copies them into one buffer.
 #[derive(Debug)]
 pub struct RenderedAnswer {
-    /// The JSON up to the value of `generated_at`.
-    json_head: Bytes,
-    /// The JSON after the value of `generated_at`.
-    json_tail: Bytes,
+    glue: Box<[u8]>,
+    pieces: Box<[Piece]>,
+    /// The length of the JSON without the value of `generated_at`.
+    json_len: usize,
     json_etag: HeaderValue,
     /// The text answer without its last line (the time of the data).
     text_body: Bytes,
     text_etag: HeaderValue,
+    /// The sequence of the snapshot it was rendered from.
+    seq: i64,
     /// The answer was computed for a time before this instant, when a number of it enters
     /// or leaves its validity.
     holds_until: Option<DateTime<Utc>>,
@@ -235,25 +281,57 @@ impl Drop for RenderedAnswer {
 }
 
 impl RenderedAnswer {
-    /// Renders `answer`, which holds until `holds_until`.
-    pub fn new(answer: &LookupResponse, holds_until: Option<DateTime<Utc>>) -> RenderedAnswer {
-        let json = serde_json::to_string(answer).unwrap_or_default();
-        let (json_head, json_tail) = split_at_generated_at(&json);
-        let text_body = lookup::to_text_body(answer);
-        RenderedAnswer {
-            json_etag: weak_etag(json_tail.as_bytes()),
-            text_etag: weak_etag(text_body.as_bytes()),
-            json_head: Bytes::from(json_head),
-            json_tail: Bytes::from(json_tail),
-            text_body: Bytes::from(text_body),
+    /// Renders `answer`, computed from the snapshot at `seq`, which holds until
+    /// `holds_until`.
+    pub fn new(
+        answer: &LookupResponse,
+        seq: i64,
+        holds_until: Option<DateTime<Utc>>,
+    ) -> RenderedAnswer {
+        let mut json = JsonPieces::default();
+        json.response(answer);
+        let (glue, pieces) = json.finish();
+        let mut rendered = RenderedAnswer {
+            json_len: 0,
+            json_etag: HeaderValue::from_static("W/\"0\""),
+            text_body: Bytes::from(lookup::to_text_body(answer)),
+            text_etag: HeaderValue::from_static("W/\"0\""),
+            glue,
+            pieces,
+            seq,
             holds_until,
             accounted: None,
+        };
+        let mut substance = Sha256::new();
+        let mut json_len = 0;
+        rendered.for_each_part(&[], |part| {
+            substance.update(part);
+            json_len += part.len();
+        });
+        rendered.json_len = json_len;
+        rendered.json_etag = etag_of(substance.finalize().as_slice());
+        rendered.text_etag = weak_etag(&rendered.text_body);
+        rendered
+    }
+
+    /// Calls `f` with every part of the JSON in order, `generated_at` for its value.
+    fn for_each_part(&self, generated_at: &[u8], mut f: impl FnMut(&[u8])) {
+        for piece in self.pieces.iter() {
+            match piece {
+                Piece::Glue(from, to) => f(&self.glue[*from as usize..*to as usize]),
+                Piece::Number(n) => f(n.json().as_bytes()),
+                Piece::GeneratedAt => f(generated_at),
+            }
         }
     }
 
-    /// The memory it holds, roughly.
+    /// The memory it holds of its own (the numbers' JSON belongs to the snapshot).
     pub fn size(&self) -> usize {
-        self.json_head.len() + self.json_tail.len() + self.text_body.len() + 256
+        self.glue.len()
+            + self.pieces.len() * std::mem::size_of::<Piece>()
+            + self.text_body.len()
+            + std::mem::size_of::<Self>()
+            + 128
     }
 
     pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
@@ -261,14 +339,20 @@ impl RenderedAnswer {
     }
 
     /// The JSON answer with `generated_at`, given as JSON (see
-    /// [`crate::directory::Directory::built_at_json`]). No byte is copied: the parts are
-    /// shared and written out one after the other.
-    pub fn json(&self, generated_at_json: &Bytes) -> Spliced {
-        Spliced::new([
-            self.json_head.clone(),
-            generated_at_json.clone(),
-            self.json_tail.clone(),
-        ])
+    /// [`crate::directory::Directory::built_at_json`]), as a body that assembles it only
+    /// when it is sent (not for a 304).
+    pub fn json(self: &Arc<Self>, generated_at_json: &Bytes) -> AnswerBody {
+        AnswerBody::Json {
+            answer: self.clone(),
+            generated_at: generated_at_json.clone(),
+        }
+    }
+
+    /// The JSON answer in one buffer.
+    pub fn json_bytes(&self, generated_at_json: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.json_len + generated_at_json.len());
+        self.for_each_part(generated_at_json, |part| out.extend_from_slice(part));
+        out.freeze()
     }
 
     /// The weak ETag of the JSON answer: the same while the answer says the same thing,
@@ -279,8 +363,11 @@ impl RenderedAnswer {
 
     /// The text answer, ending with `footer`, the time of the data (see
     /// [`crate::lookup::text_footer`]).
-    pub fn text(&self, footer: &Bytes) -> Spliced {
-        Spliced::new([self.text_body.clone(), footer.clone(), Bytes::new()])
+    pub fn text(&self, footer: &Bytes) -> AnswerBody {
+        AnswerBody::Text {
+            body: self.text_body.clone(),
+            footer: footer.clone(),
+        }
     }
 
     pub fn text_etag(&self) -> &HeaderValue {
@@ -288,87 +375,220 @@ impl RenderedAnswer {
     }
 }
 
-/// A response body made of shared parts, written one after the other.
-pub struct Spliced {
-    parts: [Bytes; 3],
-    next: usize,
-    len: u64,
+/// Writes a [`LookupResponse`] as serde_json would, byte for byte, keeping each number's
+/// JSON as a shared piece and leaving a hole for the value of `generated_at`.
+#[derive(Default)]
+struct JsonPieces {
+    glue: Vec<u8>,
+    pieces: Vec<Piece>,
+    /// Where the glue not yet in a piece starts.
+    open: usize,
 }
 
-impl Spliced {
-    pub fn new(parts: [Bytes; 3]) -> Spliced {
-        let len = parts.iter().map(|p| p.len() as u64).sum();
-        Spliced {
-            parts,
-            next: 0,
-            len,
+impl JsonPieces {
+    fn raw(&mut self, s: &str) {
+        self.glue.extend_from_slice(s.as_bytes());
+    }
+
+    fn string(&mut self, s: &str) {
+        // serde_json's own escaping, so that the bytes are those of `to_string`.
+        let _ = serde_json::to_writer(&mut self.glue, s);
+    }
+
+    fn close_glue(&mut self) {
+        if self.glue.len() > self.open {
+            self.pieces
+                .push(Piece::Glue(self.open as u32, self.glue.len() as u32));
+            self.open = self.glue.len();
         }
     }
 
-    /// The whole body in one buffer (tests, and callers that need it whole).
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.parts.concat()
+    fn piece(&mut self, piece: Piece) {
+        self.close_glue();
+        self.pieces.push(piece);
+    }
+
+    fn key(&mut self, first: bool, key: &str) {
+        self.raw(if first { "\"" } else { ",\"" });
+        self.raw(key);
+        self.raw("\":");
+    }
+
+    fn response(&mut self, r: &LookupResponse) {
+        self.raw("{");
+        let mut first = true;
+        if let Some(p) = &r.postcode {
+            self.key(first, "postcode");
+            self.string(p);
+            first = false;
+        }
+        if let Some(i) = &r.insee {
+            self.key(first, "insee");
+            self.string(i);
+            first = false;
+        }
+        self.key(first, "generated_at");
+        self.piece(Piece::GeneratedAt);
+        self.key(false, "demo");
+        self.raw(if r.demo { "true" } else { "false" });
+        if let Some(n) = &r.notice {
+            self.key(false, "notice");
+            self.string(n);
+        }
+        self.key(false, "communes");
+        self.raw("[");
+        for (i, c) in r.communes.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            self.commune(c);
+        }
+        self.raw("]}");
+    }
+
+    fn commune(&mut self, c: &LookupCommune) {
+        self.raw("{\"insee\":");
+        self.string(&c.insee);
+        self.key(false, "name");
+        self.string(&c.name);
+        self.key(false, "departement");
+        self.raw("{\"code\":");
+        self.string(&c.departement.code);
+        self.key(false, "name");
+        self.string(&c.departement.name);
+        self.raw("}");
+        if let Some(a) = &c.arrondissement {
+            self.key(false, "arrondissement");
+            self.raw("{\"insee\":");
+            self.string(&a.insee);
+            self.key(false, "name");
+            self.string(&a.name);
+            self.raw("}");
+        }
+        self.key(false, "services");
+        self.raw("[");
+        for (i, s) in c.services.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            self.service(s);
+        }
+        self.raw("]}");
+    }
+
+    fn service(&mut self, s: &LookupService) {
+        self.raw("{\"service\":");
+        self.string(&s.service);
+        self.key(false, "name");
+        self.string(&s.name);
+        self.key(false, "status");
+        self.raw(match s.status {
+            ServiceStatus::Normal => "\"normal\"",
+            ServiceStatus::Outage => "\"outage\"",
+        });
+        self.key(false, "outage_ids");
+        self.raw("[");
+        for (i, id) in s.outage_ids.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            self.string(id);
+        }
+        self.raw("]");
+        self.key(false, "numbers");
+        self.raw("[");
+        for (i, n) in s.numbers.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            self.piece(Piece::Number(n.clone()));
+        }
+        self.raw("]}");
+    }
+
+    fn finish(mut self) -> (Box<[u8]>, Box<[Piece]>) {
+        self.close_glue();
+        (self.glue.into_boxed_slice(), self.pieces.into_boxed_slice())
     }
 }
 
-impl MessageBody for Spliced {
+/// The body of a lookup answer: assembled when it is first polled, so that a 304 or a
+/// cancelled request copies nothing.
+pub enum AnswerBody {
+    Json {
+        answer: Arc<RenderedAnswer>,
+        generated_at: Bytes,
+    },
+    Text {
+        body: Bytes,
+        footer: Bytes,
+    },
+    Done,
+}
+
+impl AnswerBody {
+    /// The whole body in one buffer (tests, and callers that need it whole).
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            AnswerBody::Json {
+                answer,
+                generated_at,
+            } => answer.json_bytes(generated_at),
+            AnswerBody::Text { body, footer } => {
+                let mut out = BytesMut::with_capacity(body.len() + footer.len());
+                out.extend_from_slice(body);
+                out.extend_from_slice(footer);
+                out.freeze()
+            }
+            AnswerBody::Done => Bytes::new(),
+        }
+    }
+}
+
+impl MessageBody for AnswerBody {
     type Error = std::convert::Infallible;
 
     fn size(&self) -> BodySize {
-        BodySize::Sized(self.len)
+        BodySize::Sized(match self {
+            AnswerBody::Json {
+                answer,
+                generated_at,
+            } => (answer.json_len + generated_at.len()) as u64,
+            AnswerBody::Text { body, footer } => (body.len() + footer.len()) as u64,
+            AnswerBody::Done => 0,
+        })
     }
 
     fn poll_next(
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        while self.next < self.parts.len() {
-            let i = self.next;
-            self.next += 1;
-            let part = std::mem::take(&mut self.parts[i]);
-            if !part.is_empty() {
-                return Poll::Ready(Some(Ok(part)));
-            }
+        match std::mem::replace(&mut *self, AnswerBody::Done) {
+            AnswerBody::Done => Poll::Ready(None),
+            body => Poll::Ready(Some(Ok(body.to_bytes()))),
         }
-        Poll::Ready(None)
     }
 }
 
 /// A weak validator of the substance of an answer (everything but its time).
 pub fn weak_etag(substance: &[u8]) -> HeaderValue {
-    let digest = Sha256::digest(substance);
-    HeaderValue::from_str(&format!("W/\"{}\"", hex::encode(&digest[..12])))
-        .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""))
+    etag_of(Sha256::digest(substance).as_slice())
 }
 
-/// Splits serialized JSON around the value of its top-level `generated_at`; the key comes
-/// after `postcode` or `insee` only, whose values are digits and letters.
-fn split_at_generated_at(json: &str) -> (String, String) {
-    const KEY: &str = "\"generated_at\":\"";
-    let Some(start) = json.find(KEY) else {
-        return (json.to_owned(), String::new());
-    };
-    let value_start = start + KEY.len() - 1;
-    let Some(len) = json[value_start + 1..].find('"') else {
-        return (json.to_owned(), String::new());
-    };
-    let value_end = value_start + 1 + len + 1;
-    (json[..value_start].to_owned(), json[value_end..].to_owned())
+fn etag_of(digest: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&format!("W/\"{}\"", hex::encode(&digest[..12])))
+        .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn splits_around_the_time_value() {
-        let json = r#"{"postcode":"33000","generated_at":"2026-11-25T10:00:00.123456Z","demo":false,"communes":[]}"#;
-        let (head, tail) = split_at_generated_at(json);
-        assert_eq!(head, r#"{"postcode":"33000","generated_at":"#);
-        assert_eq!(tail, r#","demo":false,"communes":[]}"#);
+    fn answer() -> RenderedAnswer {
+        answer_at(0)
     }
 
-    fn answer() -> RenderedAnswer {
+    fn answer_at(seq: i64) -> RenderedAnswer {
         RenderedAnswer::new(
             &LookupResponse {
                 postcode: Some("33000".to_owned()),
@@ -378,8 +598,48 @@ mod tests {
                 notice: None,
                 communes: Vec::new(),
             },
+            seq,
             None,
         )
+    }
+
+    #[test]
+    fn an_answer_holds_for_every_snapshot_no_change_reached_it_since() {
+        let budget = Arc::new(CacheBudget {
+            limit: 1 << 20,
+            used: AtomicUsize::new(0),
+        });
+        let cache = AnswerCache::new(2);
+        let now = chrono::Utc::now();
+        let at_5 = cache.get_or_render(0, 5, now, &budget, || answer_at(5));
+        let other = cache.get_or_render(1, 5, now, &budget, || answer_at(5));
+        // Snapshots 6 and 7 changed something elsewhere: the answer of 5 holds for them.
+        assert!(Arc::ptr_eq(
+            &at_5,
+            &cache.get_or_render(0, 7, now, &budget, || answer_at(7))
+        ));
+        // Change 8 reaches postcode 0: snapshot 8 renders again, and keeps that answer...
+        cache.mark(0, 8);
+        let at_8 = cache.get_or_render(0, 8, now, &budget, || answer_at(8));
+        assert!(!Arc::ptr_eq(&at_5, &at_8));
+        assert!(Arc::ptr_eq(
+            &at_8,
+            &cache.get_or_render(0, 9, now, &budget, || answer_at(9))
+        ));
+        // ...while a request still on snapshot 7 gets an answer of its own, not kept.
+        let late = cache.get_or_render(0, 7, now, &budget, || answer_at(7));
+        assert!(!Arc::ptr_eq(&late, &at_8));
+        assert!(Arc::ptr_eq(
+            &at_8,
+            &cache.get_or_render(0, 8, now, &budget, || answer_at(8))
+        ));
+        // Postcode 1 was never reached: its answer of 5 still holds.
+        assert!(Arc::ptr_eq(
+            &other,
+            &cache.get_or_render(1, 9, now, &budget, || answer_at(9))
+        ));
+        assert_eq!(cache.rendered(9, now), 2);
+        assert_eq!(cache.rendered(7, now), 1);
     }
 
     #[test]
@@ -389,22 +649,22 @@ mod tests {
             limit: size + size / 2,
             used: AtomicUsize::new(0),
         });
-        let cache = AnswerCache::empty(3);
+        let cache = AnswerCache::new(3);
         let now = chrono::Utc::now();
-        let first = cache.get_or_render(0, now, &budget, answer);
+        let first = cache.get_or_render(0, 0, now, &budget, answer);
         assert_eq!(budget.used(), size);
         // The same slot again: served from the cache.
         assert!(Arc::ptr_eq(
             &first,
-            &cache.get_or_render(0, now, &budget, answer)
+            &cache.get_or_render(0, 0, now, &budget, answer)
         ));
         // Another: over the budget, served but not kept.
-        let second = cache.get_or_render(1, now, &budget, answer);
+        let second = cache.get_or_render(1, 0, now, &budget, answer);
         assert!(!Arc::ptr_eq(
             &second,
-            &cache.get_or_render(1, now, &budget, answer)
+            &cache.get_or_render(1, 0, now, &budget, answer)
         ));
-        assert_eq!(cache.rendered(), 1);
+        assert_eq!(cache.rendered(0, now), 1);
         assert_eq!(budget.used(), size);
         drop(first);
         drop(cache);

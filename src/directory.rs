@@ -16,10 +16,13 @@ use crate::atlas::{Atlas, Commune};
 use crate::db::models::ChangeRow;
 use crate::domain::{Geography, Territory, TerritoryKind};
 use crate::model::{Number, NumberStatus, Outage, OutageStatus};
+use crate::public_number::PublicNumber;
 use crate::store::change_kind;
 
 /// Published numbers of one service at one territory, oldest first.
 type PlaceKey = (String, Territory);
+
+type NumberList = Arc<Vec<Arc<PublicNumber>>>;
 
 /// One snapshot of the directory.
 #[derive(Debug)]
@@ -27,12 +30,12 @@ pub struct Directory {
     atlas: Arc<Atlas>,
     /// Postcodes by position, and the postcodes each territory reaches.
     postcodes: Arc<PostcodeIndex>,
-    /// Published and retired numbers by id (pending and rejected ones are never public).
-    numbers: PMap<String, Arc<Number>>,
-    /// Published numbers by id: oldest first, as ids are UUIDv7.
-    published: OrdMap<String, Arc<Number>>,
+    /// Published numbers by id: oldest first, as ids are UUIDv7. Retired numbers leave the
+    /// snapshot (storage answers for them), so that its size follows what is in force,
+    /// not the history.
+    published: OrdMap<Arc<str>, Arc<PublicNumber>>,
     /// Published numbers by service and territory, oldest first.
-    by_place: PMap<PlaceKey, Arc<Vec<Arc<Number>>>>,
+    by_place: PMap<PlaceKey, NumberList>,
     /// Every outage, newest first.
     outages: Arc<Vec<Arc<Outage>>>,
     /// Active outages with their parsed territory.
@@ -44,9 +47,9 @@ pub struct Directory {
     built_at_json: Bytes,
     /// The last line of the text answers (the time of the data).
     text_footer: Bytes,
-    /// The lookup answers by postcode, rendered on first use and kept across snapshots
-    /// until a change touches one of their territories.
-    answers: AnswerCache,
+    /// The lookup answers by postcode, rendered on first use and shared with the next
+    /// snapshots until a change reaches one of their territories.
+    answers: Arc<AnswerCache>,
 }
 
 /// A change of the log that the snapshot could not apply: the caller reloads from storage.
@@ -70,9 +73,8 @@ pub struct Place<'a> {
 pub struct DirectoryBuilder {
     atlas: Arc<Atlas>,
     postcodes: Arc<PostcodeIndex>,
-    numbers: PMap<String, Arc<Number>>,
-    published: OrdMap<String, Arc<Number>>,
-    by_place: std::collections::HashMap<PlaceKey, Vec<Arc<Number>>>,
+    published: OrdMap<Arc<str>, Arc<PublicNumber>>,
+    by_place: std::collections::HashMap<PlaceKey, Vec<Arc<PublicNumber>>>,
 }
 
 impl DirectoryBuilder {
@@ -80,43 +82,42 @@ impl DirectoryBuilder {
         DirectoryBuilder {
             atlas,
             postcodes,
-            numbers: PMap::new(),
             published: OrdMap::new(),
             by_place: std::collections::HashMap::new(),
         }
     }
 
-    /// Adds a number; only published and retired ones are kept.
+    /// Adds a number; only published ones are kept.
     pub fn add_number(&mut self, n: Number) {
-        if !matches!(n.status, NumberStatus::Published | NumberStatus::Retired) {
+        if n.status != NumberStatus::Published {
             return;
         }
-        let n = Arc::new(n);
-        if n.status == NumberStatus::Published {
-            if let Some(t) = territory_of(&n.territory) {
-                self.by_place
-                    .entry((n.service.clone(), t))
-                    .or_default()
-                    .push(n.clone());
+        let n = match PublicNumber::new(&n) {
+            Ok(n) => Arc::new(n),
+            Err(e) => {
+                tracing::error!(error = %e, "number left out of the directory");
+                return;
             }
-            self.published.insert(n.id.clone(), n.clone());
-        }
-        self.numbers.insert(n.id.clone(), n);
+        };
+        self.by_place
+            .entry((n.service().to_owned(), n.territory().clone()))
+            .or_default()
+            .push(n.clone());
+        self.published.insert(n.shared_id(), n);
     }
 
     pub fn finish(self, outages: Vec<Outage>, seq: i64, built_at: DateTime<Utc>) -> Directory {
         let mut by_place = PMap::new();
         for (key, mut list) in self.by_place {
-            list.sort_by(|a, b| a.id.cmp(&b.id));
+            list.sort_by(|a, b| a.id().cmp(b.id()));
             by_place.insert(key, Arc::new(list));
         }
         let mut outages: Vec<Arc<Outage>> = outages.into_iter().map(Arc::new).collect();
         outages.sort_by(by_declared_desc);
         Directory {
-            answers: AnswerCache::empty(self.postcodes.len()),
+            answers: Arc::new(AnswerCache::new(self.postcodes.len())),
             atlas: self.atlas,
             postcodes: self.postcodes,
-            numbers: self.numbers,
             published: self.published,
             by_place,
             active: Arc::new(active_of(&outages)),
@@ -147,7 +148,7 @@ fn active_of(outages: &[Arc<Outage>]) -> Vec<(Territory, Arc<Outage>)> {
 
 impl Directory {
     /// Builds a snapshot from everything in storage. `numbers` may hold any status; only
-    /// published and retired ones are kept.
+    /// published ones are kept.
     pub fn build(
         atlas: Arc<Atlas>,
         postcodes: Arc<PostcodeIndex>,
@@ -165,14 +166,13 @@ impl Directory {
 
     /// The next snapshot: this one with `changes` (the log after [`Directory::seq`], in
     /// order) applied. Changes the public never sees (submissions, rejections) only move
-    /// the sequence. The lookup answers of every postcode a change reaches are dropped;
-    /// the others are carried over.
+    /// the sequence. The lookup answers of every postcode a change reaches no longer hold
+    /// from the new snapshot on; the others are shared with it.
     pub fn apply(
         &self,
         changes: &[ChangeRow],
         now: DateTime<Utc>,
     ) -> Result<Directory, ApplyError> {
-        let mut numbers = self.numbers.clone();
         let mut published = self.published.clone();
         let mut by_place = self.by_place.clone();
         let mut outages: Option<Vec<Arc<Outage>>> = None;
@@ -195,38 +195,27 @@ impl Directory {
                     if number.id != change.entity_id {
                         return Err(fail("payload of another number".to_owned()));
                     }
-                    if let Some(old) = numbers.remove(&number.id) {
-                        if let Some(t) = territory_of(&old.territory) {
-                            if old.status == NumberStatus::Published {
-                                remove_from_place(
-                                    &mut by_place,
-                                    (old.service.clone(), t.clone()),
-                                    &old.id,
-                                );
-                            }
-                            touched.insert(t);
-                        }
-                        published.remove(&old.id);
+                    if let Some(old) = published.remove(number.id.as_str()) {
+                        remove_from_place(
+                            &mut by_place,
+                            (old.service().to_owned(), old.territory().clone()),
+                            old.id(),
+                        );
+                        touched.insert(old.territory().clone());
                     }
                     let t = territory_of(&number.territory).ok_or_else(|| {
                         fail(format!("unknown territory {}", number.territory.code))
                     })?;
-                    touched.insert(t.clone());
-                    match number.status {
-                        NumberStatus::Published => {
-                            let number = Arc::new(number);
-                            add_to_place(
-                                &mut by_place,
-                                (number.service.clone(), t),
-                                number.clone(),
-                            );
-                            published.insert(number.id.clone(), number.clone());
-                            numbers.insert(number.id.clone(), number);
-                        }
-                        NumberStatus::Retired => {
-                            numbers.insert(number.id.clone(), Arc::new(number));
-                        }
-                        NumberStatus::Pending | NumberStatus::Rejected => {}
+                    touched.insert(t);
+                    if number.status == NumberStatus::Published {
+                        let number =
+                            Arc::new(PublicNumber::new(&number).map_err(|e| fail(e.to_string()))?);
+                        add_to_place(
+                            &mut by_place,
+                            (number.service().to_owned(), number.territory().clone()),
+                            number.clone(),
+                        );
+                        published.insert(number.shared_id(), number);
                     }
                 }
                 change_kind::OUTAGE_DECLARED | change_kind::OUTAGE_RESOLVED => {
@@ -261,11 +250,10 @@ impl Directory {
             }
             None => (self.outages.clone(), self.active.clone()),
         };
-        let answers = self.answers.carry_over(&self.postcodes, &touched);
+        self.answers.touch(&self.postcodes, &touched, seq);
         Ok(Directory {
             atlas: self.atlas.clone(),
             postcodes: self.postcodes.clone(),
-            numbers,
             published,
             by_place,
             outages,
@@ -274,7 +262,7 @@ impl Directory {
             built_at: now,
             built_at_json: json_time(now),
             text_footer: text_footer(now),
-            answers,
+            answers: self.answers.clone(),
         })
     }
 
@@ -308,13 +296,13 @@ impl Directory {
         &self.text_footer
     }
 
-    /// A published or retired number.
-    pub fn number(&self, id: &str) -> Option<&Arc<Number>> {
-        self.numbers.get(id)
+    /// A published number (retired ones are in storage only).
+    pub fn number(&self, id: &str) -> Option<&Arc<PublicNumber>> {
+        self.published.get(id)
     }
 
     /// Published numbers, oldest first.
-    pub fn published(&self) -> impl Iterator<Item = &Arc<Number>> + '_ {
+    pub fn published(&self) -> impl Iterator<Item = &Arc<PublicNumber>> + '_ {
         self.published.values()
     }
 
@@ -338,7 +326,7 @@ impl Directory {
         let position = self.postcodes.position(postcode)?;
         Some(
             self.answers
-                .get_or_render(position, now, self.postcodes.budget(), || {
+                .get_or_render(position, self.seq, now, self.postcodes.budget(), || {
                     crate::lookup::render_postcode(self, postcode, now)
                 }),
         )
@@ -389,13 +377,13 @@ impl Directory {
         service: &str,
         chain: &[Territory],
         now: DateTime<Utc>,
-    ) -> Vec<Arc<Number>> {
+    ) -> Vec<Arc<PublicNumber>> {
         // Allocating the key once per level keeps the lookup a handful of probes.
         let mut key = (service.to_owned(), Territory::National);
         for t in chain {
             key.1 = t.clone();
             if let Some(list) = self.by_place.get(&key) {
-                let in_force: Vec<Arc<Number>> =
+                let in_force: Vec<Arc<PublicNumber>> =
                     list.iter().filter(|n| n.in_force(now)).cloned().collect();
                 if !in_force.is_empty() {
                     return in_force;
@@ -421,7 +409,10 @@ impl Directory {
                     continue;
                 };
                 for n in list.iter() {
-                    for at in [Some(n.valid_from), n.valid_until].into_iter().flatten() {
+                    for at in [Some(n.valid_from()), n.valid_until()]
+                        .into_iter()
+                        .flatten()
+                    {
                         if at > now && next.is_none_or(|x| at < x) {
                             next = Some(at);
                         }
@@ -438,7 +429,7 @@ impl Directory {
         service: &str,
         territory: &Territory,
         now: DateTime<Utc>,
-    ) -> Vec<Arc<Number>> {
+    ) -> Vec<Arc<PublicNumber>> {
         self.by_place
             .get(&(service.to_owned(), territory.clone()))
             .map(|list| list.iter().filter(|n| n.in_force(now)).cloned().collect())
@@ -450,7 +441,7 @@ impl Directory {
         &'a self,
         filter: &'a NumberFilter,
         now: DateTime<Utc>,
-    ) -> impl Iterator<Item = &'a Arc<Number>> + 'a {
+    ) -> impl Iterator<Item = &'a Arc<PublicNumber>> + 'a {
         self.published
             .values()
             .filter(move |n| n.in_force(now) && filter.matches(n, &self.atlas))
@@ -486,21 +477,21 @@ pub fn chain(atlas: &Atlas, place: Place<'_>) -> Vec<Territory> {
     chain
 }
 
-fn add_to_place(map: &mut PMap<PlaceKey, Arc<Vec<Arc<Number>>>>, key: PlaceKey, n: Arc<Number>) {
+fn add_to_place(map: &mut PMap<PlaceKey, NumberList>, key: PlaceKey, n: Arc<PublicNumber>) {
     let mut list = map
         .get(&key)
         .map(|l| l.as_ref().clone())
         .unwrap_or_default();
-    let at = list.partition_point(|x| x.id < n.id);
+    let at = list.partition_point(|x| x.id() < n.id());
     list.insert(at, n);
     map.insert(key, Arc::new(list));
 }
 
-fn remove_from_place(map: &mut PMap<PlaceKey, Arc<Vec<Arc<Number>>>>, key: PlaceKey, id: &str) {
+fn remove_from_place(map: &mut PMap<PlaceKey, NumberList>, key: PlaceKey, id: &str) {
     let Some(list) = map.get(&key) else {
         return;
     };
-    let list: Vec<Arc<Number>> = list.iter().filter(|n| n.id != id).cloned().collect();
+    let list: Vec<Arc<PublicNumber>> = list.iter().filter(|n| n.id() != id).cloned().collect();
     if list.is_empty() {
         map.remove(&key);
     } else {
@@ -528,25 +519,26 @@ pub struct NumberFilter {
 }
 
 impl NumberFilter {
-    pub fn matches(&self, n: &Number, atlas: &Atlas) -> bool {
-        if self.service.as_ref().is_some_and(|s| *s != n.service) {
+    pub fn matches(&self, n: &PublicNumber, atlas: &Atlas) -> bool {
+        let territory = n.territory();
+        if self.service.as_ref().is_some_and(|s| s != n.service()) {
             return false;
         }
-        if self.territory_kind.is_some_and(|k| k != n.territory.kind) {
+        if self.territory_kind.is_some_and(|k| k != territory.kind()) {
             return false;
         }
         if self
             .territory_code
             .as_ref()
-            .is_some_and(|c| *c != n.territory.code)
+            .is_some_and(|c| c != territory.code())
         {
             return false;
         }
         if let Some(dep) = &self.departement {
-            let in_dep = match n.territory.kind {
-                TerritoryKind::Departement => n.territory.code == *dep,
+            let in_dep = match territory.kind() {
+                TerritoryKind::Departement => territory.code() == dep,
                 TerritoryKind::Commune => atlas
-                    .commune(&n.territory.code)
+                    .commune(territory.code())
                     .is_some_and(|c| c.departement == *dep),
                 TerritoryKind::Zone | TerritoryKind::National => false,
             };

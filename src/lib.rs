@@ -24,6 +24,7 @@ pub mod model;
 pub mod moderation;
 pub mod net;
 pub mod openapi;
+pub mod public_number;
 pub mod ratelimit;
 pub mod routes;
 pub mod seed;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::answers::RenderedAnswer;
 use crate::directory::{Directory, Place};
-use crate::model::Number;
+use crate::public_number::PublicNumber;
 
 /// Whether a service's usual short number works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -60,8 +60,8 @@ pub struct LookupService {
     /// The published numbers in force for this service at the most specific level that has
     /// any (arrondissement, commune, département, zone, national). Numbers may be published
     /// before an outage is declared, so they can appear with `status: normal`.
-    #[schema(value_type = Vec<Number>)]
-    pub numbers: Vec<Arc<Number>>,
+    #[schema(value_type = Vec<crate::model::Number>)]
+    pub numbers: Vec<Arc<PublicNumber>>,
 }
 
 /// One commune of the answer, with every service of the catalogue.
@@ -162,7 +162,7 @@ fn answer(
         .map(|p| commune_answer(dir, p, now))
         .collect();
     let demo = communes.iter().flat_map(|c| &c.services).any(|s| {
-        s.numbers.iter().any(|n| n.demo)
+        s.numbers.iter().any(|n| n.demo())
             || s.outage_ids
                 .iter()
                 .any(|id| dir.outages().iter().any(|o| o.id == *id && o.demo))
@@ -193,13 +193,31 @@ pub fn by_insee(dir: &Directory, insee: &str, now: DateTime<Utc>) -> Option<Look
 /// [`crate::answers`]): computed at `now`, stamped with the snapshot time.
 pub fn render_postcode(dir: &Directory, postcode: &str, now: DateTime<Utc>) -> RenderedAnswer {
     let places = dir.places_for_postcode(postcode).unwrap_or_default();
+    render(dir, places, Some(postcode.to_owned()), None, now)
+}
+
+/// The answer of an INSEE code (commune or arrondissement), rendered for one request;
+/// `None` if the code is unknown.
+pub fn render_insee(dir: &Directory, insee: &str, now: DateTime<Utc>) -> Option<RenderedAnswer> {
+    let place = dir.place(insee)?;
+    Some(render(dir, vec![place], None, Some(insee.to_owned()), now))
+}
+
+fn render(
+    dir: &Directory,
+    places: Vec<Place<'_>>,
+    postcode: Option<String>,
+    insee: Option<String>,
+    now: DateTime<Utc>,
+) -> RenderedAnswer {
     let holds_until = places
         .iter()
         .filter_map(|p| dir.next_validity_change(&dir.chain(*p), now))
         .min();
-    let mut answer = answer(dir, places, Some(postcode.to_owned()), None, now);
+    let mut answer = answer(dir, places, postcode, insee, now);
+    // The snapshot's time, not the clock's: the data are those of the snapshot.
     answer.generated_at = dir.built_at();
-    RenderedAnswer::new(&answer, holds_until)
+    RenderedAnswer::new(&answer, dir.seq(), holds_until)
 }
 
 /// The same answer as short French text, ready to post as is.
@@ -255,11 +273,7 @@ pub fn to_text_body(answer: &LookupResponse) -> String {
                 };
                 let _ = writeln!(out, "{advice}");
             } else {
-                let numbers: Vec<String> = s
-                    .numbers
-                    .iter()
-                    .map(|n| format!("{} ({})", n.phone.display, n.label))
-                    .collect();
+                let numbers: Vec<&str> = s.numbers.iter().map(|n| n.text()).collect();
                 let _ = writeln!(out, "appelez le {}.", numbers.join(" ou le "));
             }
         }

@@ -881,10 +881,7 @@ pub fn load_directory(
         let mut after = String::new();
         loop {
             let rows: Vec<NumberRow> = schema::numbers::table
-                .filter(schema::numbers::status.eq_any([
-                    NumberStatus::Published.as_str(),
-                    NumberStatus::Retired.as_str(),
-                ]))
+                .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
                 .filter(schema::numbers::id.gt(&after))
                 .order(schema::numbers::id)
                 .limit(LOAD_PAGE)
@@ -932,6 +929,30 @@ pub struct HistoryEvent {
     pub organization: Option<OrganizationRef>,
     /// Why, when a reason was given (a retirement always has one).
     pub reason: Option<String>,
+}
+
+/// A public number (published or retired) as stored; `None` for an unknown id and for
+/// submissions (pending, rejected), which are never public. The snapshot holds the
+/// published ones; retired numbers are read here.
+pub fn public_number(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    id: &str,
+) -> Result<Option<Number>, StoreError> {
+    let row: Option<NumberRow> = schema::numbers::table
+        .find(id)
+        .filter(schema::numbers::status.eq_any([
+            NumberStatus::Published.as_str(),
+            NumberStatus::Retired.as_str(),
+        ]))
+        .select(NumberRow::as_select())
+        .first(conn)
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let orgs = organization_names(conn)?;
+    Ok(number_view(&row, atlas, &orgs))
 }
 
 /// The audit trail of a number, oldest first; `None` if no such number is public.

@@ -8,18 +8,19 @@ use serde_json::{json, Map, Value};
 
 use crate::directory::{Directory, NumberFilter};
 use crate::domain::{Geography, Territory};
-use crate::model::Number;
+use crate::public_number::PublicNumber;
 
 const DEPARTEMENT_OUTLINES: &str = include_str!("../../seed-data/departements.geojson");
 
 /// Where a number is drawn: the commune's centroid, or the département's chef-lieu; none
 /// for zones, the national territory and the few communes without centroid.
-fn point(dir: &Directory, n: &Number) -> Value {
+fn point(dir: &Directory, n: &PublicNumber) -> Value {
     let atlas = dir.atlas();
-    let insee = match n.territory.kind {
-        crate::domain::TerritoryKind::Commune => Some(n.territory.code.as_str()),
+    let territory = n.territory();
+    let insee = match territory.kind() {
+        crate::domain::TerritoryKind::Commune => Some(territory.code()),
         crate::domain::TerritoryKind::Departement => atlas
-            .departement(&n.territory.code)
+            .departement(territory.code())
             .map(|d| d.chef_lieu.as_str()),
         _ => None,
     };
@@ -40,7 +41,7 @@ pub fn numbers(dir: &Directory, filter: &NumberFilter, now: DateTime<Utc>) -> Va
         .map(|n| {
             json!({
                 "type": "Feature",
-                "id": n.id,
+                "id": n.id(),
                 "geometry": point(dir, n),
                 "properties": n.as_ref(),
             })

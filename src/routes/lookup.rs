@@ -1,5 +1,7 @@
 //! `GET /v1/lookup`: what to dial, commune by commune.
 
+use std::sync::Arc;
+
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -51,22 +53,23 @@ pub async fn lookup(
 ) -> Result<HttpResponse, ApiError> {
     let dir = state.directory();
     let now = crate::store::now();
-    let answer = match (&query.postcode, &query.insee) {
+    let rendered = match (&query.postcode, &query.insee) {
         (Some(p), None) => {
             let p =
                 Postcode::parse(p).map_err(|e| ApiError::bad_param("postcode", e.to_string()))?;
-            // The hot path: an answer rendered once per snapshot, or carried over.
-            let rendered = dir.postcode_answer(p.as_str(), now).ok_or_else(|| {
+            // The hot path: an answer rendered once and shared until a change reaches it.
+            dir.postcode_answer(p.as_str(), now).ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "unknown postcode {p} (CEDEX codes are not in the base)"
                 ))
-            })?;
-            return Ok(respond(&req, &rendered, &dir));
+            })?
         }
         (None, Some(i)) => {
             let i = InseeCode::parse(i).map_err(|e| ApiError::bad_param("insee", e.to_string()))?;
-            answers::by_insee(&dir, i.as_str(), now)
-                .ok_or_else(|| ApiError::NotFound(format!("unknown commune {i}")))?
+            Arc::new(
+                answers::render_insee(&dir, i.as_str(), now)
+                    .ok_or_else(|| ApiError::NotFound(format!("unknown commune {i}")))?,
+            )
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -74,14 +77,11 @@ pub async fn lookup(
             ))
         }
     };
-    let mut answer = answer;
-    // The snapshot's time, not the clock's: the data are those of the snapshot.
-    answer.generated_at = dir.built_at();
-    Ok(respond(&req, &RenderedAnswer::new(&answer, None), &dir))
+    Ok(respond(&req, &rendered, &dir))
 }
 
 /// The answer as JSON or text, with its weak ETag.
-fn respond(req: &HttpRequest, answer: &RenderedAnswer, dir: &Directory) -> HttpResponse {
+fn respond(req: &HttpRequest, answer: &Arc<RenderedAnswer>, dir: &Directory) -> HttpResponse {
     if prefers_text(req) {
         cached_with_header(
             req,

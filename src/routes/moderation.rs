@@ -279,7 +279,7 @@ pub async fn queue(
         let in_force = dir
             .in_force_at(service.as_str(), &territory, now)
             .iter()
-            .map(|n| n.as_ref().clone())
+            .map(|n| n.to_number())
             .collect();
         items.push(QueueItem::new(&row, number, &caller.account_id, in_force));
     }

@@ -11,6 +11,7 @@ use crate::domain::{DepartementCode, ServiceCode, TerritoryKind};
 use crate::error::{ApiError, Problem};
 use crate::http::cached_json;
 use crate::model::Number;
+use crate::public_number::PublicNumber;
 use crate::state::AppState;
 
 /// Default and largest page sizes of lists.
@@ -44,7 +45,7 @@ pub struct NumberQuery {
 pub struct NumberPage {
     /// Published numbers in force, oldest publication first.
     #[schema(value_type = Vec<Number>)]
-    pub items: Vec<Arc<Number>>,
+    pub items: Vec<Arc<PublicNumber>>,
     /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -123,15 +124,15 @@ pub async fn list_numbers(
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let dir = state.directory();
     let now = crate::store::now();
-    let mut items: Vec<Arc<Number>> = dir
+    let mut items: Vec<Arc<PublicNumber>> = dir
         .filter_in_force(&filter, now)
-        .filter(|n| after.as_ref().is_none_or(|a| n.id.as_str() > a.as_str()))
+        .filter(|n| after.as_ref().is_none_or(|a| n.id() > a.as_str()))
         .take(limit + 1)
         .cloned()
         .collect();
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|n| encode_cursor(&n.id))
+        items.last().map(|n| encode_cursor(n.id()))
     } else {
         None
     };
@@ -141,12 +142,16 @@ pub async fn list_numbers(
 /// Get a number
 ///
 /// One number, published or retired (pending and rejected submissions are not public).
+/// Published numbers are answered from the snapshot; retired ones from storage (503 while
+/// storage is unavailable).
 #[utoipa::path(
     tag = "numbers",
     params(("id" = String, Path, description = "Number id")),
     responses(
         (status = 200, description = "The number; its ETag is its version", body = Number),
+        (status = 304, description = "Not modified since the ETag in If-None-Match"),
         (status = 404, description = "Unknown number", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A retired number, while storage is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/v1/numbers/{id}")]
@@ -155,12 +160,23 @@ pub async fn get_number(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let dir = state.directory();
-    let number = dir
-        .number(&path)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown number {}", path.as_str())))?;
-    let body =
-        serde_json::to_vec(number.as_ref()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let id = path.into_inner();
+    if let Some(number) = state.directory().number(&id) {
+        return Ok(crate::http::cached_with_etag(
+            &req,
+            "application/json",
+            number.json().as_bytes().to_vec(),
+            crate::http::version_etag(number.version()),
+        ));
+    }
+    let atlas = state.atlas().clone();
+    let lookup_id = id.clone();
+    let number = state
+        .into_inner()
+        .read(move |conn| crate::store::public_number(conn, &atlas, &lookup_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown number {id}")))?;
+    let body = serde_json::to_vec(&number).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(crate::http::cached_with_etag(
         &req,
         "application/json",
@@ -252,6 +268,7 @@ pub async fn numbers_csv(
     ])
     .map_err(csv_err)?;
     for n in dir.filter_in_force(&filter, crate::store::now()) {
+        let n = n.to_number();
         let (provenance, organization, source) = match &n.provenance {
             crate::model::Provenance::Official { organization } => {
                 ("official", organization.name.as_str(), "")

@@ -525,15 +525,7 @@ pub async fn correct(
         }
         other => other,
     })?;
-    let current = state
-        .directory()
-        .number(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("unknown number {id}")))?;
-    let service =
-        ServiceCode::parse(&current.service).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let territory = Territory::from_parts(current.territory.kind, &current.territory.code)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (service, territory) = number_scope(&state, &id).await?;
     if caller.role != Role::Moderator
         && !caller.may_act(&service, &territory, state.atlas().as_ref())
     {
@@ -633,15 +625,7 @@ pub async fn retire(
         ));
     }
     let input: ReasonRequest = parse_body(&req, &body, &["reason"])?;
-    let current = state
-        .directory()
-        .number(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("unknown number {id}")))?;
-    let service =
-        ServiceCode::parse(&current.service).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let territory = Territory::from_parts(current.territory.kind, &current.territory.code)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (service, territory) = number_scope(&state, &id).await?;
     if !caller.may_act(&service, &territory, state.atlas().as_ref()) {
         return Err(out_of_scope(&caller, &service, &territory));
     }
@@ -651,6 +635,33 @@ pub async fn retire(
         number_answer(200, &n)
     })
     .await
+}
+
+/// The service and territory of a public number, for the scope check: from the snapshot
+/// for a published number, from storage for a retired one (the store then refuses to
+/// change it, 409).
+async fn number_scope(
+    state: &web::Data<AppState>,
+    id: &str,
+) -> Result<(ServiceCode, Territory), ApiError> {
+    let (service, territory) = match state.directory().number(id) {
+        Some(n) => (n.service().to_owned(), n.territory().clone()),
+        None => {
+            let atlas = state.atlas().clone();
+            let lookup_id = id.to_owned();
+            let n = state
+                .clone()
+                .into_inner()
+                .read(move |conn| store::public_number(conn, &atlas, &lookup_id))
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("unknown number {id}")))?;
+            let territory = Territory::from_parts(n.territory.kind, &n.territory.code)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            (n.service, territory)
+        }
+    };
+    let service = ServiceCode::parse(&service).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((service, territory))
 }
 
 /// An outage to declare.

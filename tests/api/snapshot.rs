@@ -19,7 +19,9 @@ type Versions = Vec<(String, i32)>;
 /// Every published number and every outage of a snapshot, by id and version.
 fn contents(dir: &relai::directory::Directory) -> (Versions, Versions) {
     (
-        dir.published().map(|n| (n.id.clone(), n.version)).collect(),
+        dir.published()
+            .map(|n| (n.id().to_owned(), n.version()))
+            .collect(),
         dir.outages()
             .iter()
             .map(|o| (o.id.clone(), o.version))
@@ -27,10 +29,23 @@ fn contents(dir: &relai::directory::Directory) -> (Versions, Versions) {
     )
 }
 
-/// The lookup answer of a postcode without its time, to compare snapshots.
+/// The lookup answer of a postcode without its time, to compare snapshots. Also holds
+/// the served bytes (the answer assembled from shared pieces) to what serde writes of the
+/// typed answer, byte for byte.
 fn answer_of(dir: &relai::directory::Directory, postcode: &str) -> Value {
-    let mut v = serde_json::to_value(relai::lookup::by_postcode(dir, postcode, store::now()))
-        .expect("json");
+    let now = store::now();
+    let mut typed = relai::lookup::by_postcode(dir, postcode, now).expect("known postcode");
+    typed.generated_at = dir.built_at();
+    let served = dir
+        .postcode_answer(postcode, now)
+        .expect("known postcode")
+        .json_bytes(dir.built_at_json());
+    assert_eq!(
+        String::from_utf8(served.to_vec()).unwrap(),
+        serde_json::to_string(&typed).unwrap(),
+        "{postcode}"
+    );
+    let mut v = serde_json::to_value(typed).expect("json");
     v["generated_at"] = Value::Null;
     v
 }
@@ -114,8 +129,23 @@ backend_tests!(
             );
         }
         for n in live.published() {
-            assert_eq!(Some(n), fresh.number(&n.id), "{}", n.id);
+            assert_eq!(
+                Some(n.json()),
+                fresh.number(n.id()).map(|f| f.json()),
+                "{}",
+                n.id()
+            );
         }
+        // The retired number left the snapshot; it is still public, from storage.
+        assert!(live.number(&dep.id).is_none());
+        let retired: Value = app
+            .get(&format!("/v1/numbers/{}", dep.id))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(retired["status"], "retired");
+        assert_eq!(retired["retire_reason"], "fin");
     }
 );
 

@@ -1,0 +1,224 @@
+//! A published number as the snapshot keeps it: its public JSON, serialized once when it
+//! is published, and the few fields that reads select on.
+//!
+//! A lookup lists numbers in nearly every one of its sections, and a directory of a whole
+//! country holds a hundred thousand of them: keeping each one's JSON once, and writing it
+//! out as is, makes an answer a copy of shared bytes rather than a serialization, and
+//! makes a number cost its JSON plus a few dozen bytes instead of a dozen allocations.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::ser::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::domain::Territory;
+use crate::model::{Number, NumberStatus};
+
+/// A published number of the snapshot. It serializes as the [`Number`] it was made from,
+/// byte for byte.
+#[derive(Debug)]
+pub struct PublicNumber {
+    /// The public JSON of the number.
+    json: Box<RawValue>,
+    id: Arc<str>,
+    service: Box<str>,
+    territory: Territory,
+    valid_from: DateTime<Utc>,
+    valid_until: Option<DateTime<Utc>>,
+    version: i32,
+    demo: bool,
+    /// What the text answers say of it: "05 56 12 34 56 (CTA-CODIS Gironde)".
+    text: Box<str>,
+}
+
+/// Why a number cannot be kept in the snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPublic {
+    #[error("number {0} is not published")]
+    NotPublished(String),
+    #[error("number {id} has an unknown territory {code}")]
+    UnknownTerritory { id: String, code: String },
+    #[error("number {0} cannot be serialized: {1}")]
+    Json(String, serde_json::Error),
+}
+
+impl PublicNumber {
+    /// The snapshot's form of a published number.
+    pub fn new(n: &Number) -> Result<PublicNumber, NotPublic> {
+        if n.status != NumberStatus::Published {
+            return Err(NotPublic::NotPublished(n.id.clone()));
+        }
+        let territory =
+            Territory::from_parts(n.territory.kind, &n.territory.code).map_err(|_| {
+                NotPublic::UnknownTerritory {
+                    id: n.id.clone(),
+                    code: n.territory.code.clone(),
+                }
+            })?;
+        let json = serde_json::to_string(n)
+            .and_then(RawValue::from_string)
+            .map_err(|e| NotPublic::Json(n.id.clone(), e))?;
+        Ok(PublicNumber {
+            json,
+            id: n.id.as_str().into(),
+            service: n.service.as_str().into(),
+            territory,
+            valid_from: n.valid_from,
+            valid_until: n.valid_until,
+            version: n.version,
+            demo: n.demo,
+            text: format!("{} ({})", n.phone.display, n.label).into(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its id, shared (the snapshot's maps are keyed by it).
+    pub fn shared_id(&self) -> Arc<str> {
+        self.id.clone()
+    }
+
+    /// The code of the service it replaces.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    pub fn territory(&self) -> &Territory {
+        &self.territory
+    }
+
+    pub fn valid_from(&self) -> DateTime<Utc> {
+        self.valid_from
+    }
+
+    pub fn valid_until(&self) -> Option<DateTime<Utc>> {
+        self.valid_until
+    }
+
+    /// Its version: the `ETag` of the number.
+    pub fn version(&self) -> i32 {
+        self.version
+    }
+
+    /// Historical demonstration data.
+    pub fn demo(&self) -> bool {
+        self.demo
+    }
+
+    /// Its public JSON.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+
+    /// The phone for display and the label, as the text answers give them.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Within its validity at `now` (it is published, or the snapshot would not hold it).
+    pub fn in_force(&self, now: DateTime<Utc>) -> bool {
+        self.valid_from <= now && self.valid_until.is_none_or(|until| now < until)
+    }
+
+    /// The whole number, read back from its JSON (for the few reads that need every
+    /// field as a value: CSV export, moderation queue).
+    pub fn to_number(&self) -> Number {
+        // Made from a `Number` by serde: reading it back cannot fail short of a bug.
+        serde_json::from_str(self.json.get()).expect("a public number's JSON reads back")
+    }
+}
+
+impl Serialize for PublicNumber {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TerritoryKind;
+    use crate::model::{OrganizationRef, Phone, Provenance, TerritoryRef};
+
+    fn number(status: NumberStatus, code: &str) -> Number {
+        let t = "2026-11-26T10:00:00Z".parse().unwrap();
+        Number {
+            id: "0190a000-0000-7000-8000-000000000001".to_owned(),
+            service: "18".to_owned(),
+            territory: TerritoryRef {
+                kind: TerritoryKind::Departement,
+                code: code.to_owned(),
+                name: "Gironde".to_owned(),
+            },
+            phone: Phone {
+                e164: "+33556123456".to_owned(),
+                national: "0556123456".to_owned(),
+                display: "05 56 12 34 56".to_owned(),
+                tel_uri: "tel:+33556123456".to_owned(),
+            },
+            label: "CTA-CODIS \"Gironde\"".to_owned(),
+            status,
+            provenance: Provenance::Official {
+                organization: OrganizationRef {
+                    id: "org".to_owned(),
+                    name: "SDIS 33".to_owned(),
+                },
+            },
+            outage_id: None,
+            valid_from: t,
+            valid_until: Some(t + chrono::Duration::hours(2)),
+            published_at: Some(t),
+            updated_at: t,
+            retired_at: None,
+            retire_reason: None,
+            version: 3,
+            demo: false,
+        }
+    }
+
+    #[test]
+    fn serializes_and_reads_back_as_the_number_it_was_made_from() {
+        let n = number(NumberStatus::Published, "33");
+        let p = PublicNumber::new(&n).unwrap();
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            serde_json::to_string(&n).unwrap()
+        );
+        assert_eq!(p.json(), serde_json::to_string(&n).unwrap());
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::to_value(&n).unwrap()
+        );
+        assert_eq!(p.to_number(), n);
+        assert_eq!(p.text(), "05 56 12 34 56 (CTA-CODIS \"Gironde\")");
+        assert_eq!(
+            p.territory(),
+            &Territory::parse("departement", "33").unwrap()
+        );
+        assert_eq!((p.service(), p.version(), p.demo()), ("18", 3, false));
+    }
+
+    #[test]
+    fn is_in_force_within_its_validity_only() {
+        let n = number(NumberStatus::Published, "33");
+        let p = PublicNumber::new(&n).unwrap();
+        assert!(!p.in_force(n.valid_from - chrono::Duration::seconds(1)));
+        assert!(p.in_force(n.valid_from));
+        assert!(!p.in_force(n.valid_until.unwrap()));
+    }
+
+    #[test]
+    fn only_published_numbers_of_known_territories_are_kept() {
+        assert!(matches!(
+            PublicNumber::new(&number(NumberStatus::Retired, "33")),
+            Err(NotPublic::NotPublished(_))
+        ));
+        assert!(matches!(
+            PublicNumber::new(&number(NumberStatus::Published, "00")),
+            Err(NotPublic::UnknownTerritory { .. })
+        ));
+    }
+}
