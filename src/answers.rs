@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -243,6 +243,8 @@ enum Piece {
     Glue(u32, u32),
     /// A number's JSON, shared with the snapshot and every other answer listing it.
     Number(Arc<PublicNumber>),
+    /// Text that depends on the catalogue only, shared by every answer (see [`intern`]).
+    Shared(&'static String),
     /// The value of `generated_at`: the time of the snapshot that serves the request.
     GeneratedAt,
 }
@@ -320,6 +322,7 @@ impl RenderedAnswer {
             match piece {
                 Piece::Glue(from, to) => f(&self.glue[*from as usize..*to as usize]),
                 Piece::Number(n) => f(n.json().as_bytes()),
+                Piece::Shared(text) => f(text.as_bytes()),
                 Piece::GeneratedAt => f(generated_at),
             }
         }
@@ -377,22 +380,46 @@ impl RenderedAnswer {
 
 /// Writes a [`LookupResponse`] as serde_json would, byte for byte, keeping each number's
 /// JSON as a shared piece and leaving a hole for the value of `generated_at`.
+///
+/// Text that only depends on the catalogue (a service's code, name and status, the
+/// punctuation around the numbers) is "fixed": runs of it are interned once for the
+/// process and shared by every answer, so an answer's own bytes are its communes' names
+/// and its outages' ids.
 #[derive(Default)]
 struct JsonPieces {
     glue: Vec<u8>,
     pieces: Vec<Piece>,
     /// Where the glue not yet in a piece starts.
     open: usize,
+    /// Fixed text not yet in a piece.
+    fixed: String,
 }
 
 impl JsonPieces {
+    /// Text of this answer only.
     fn raw(&mut self, s: &str) {
+        self.flush_fixed();
         self.glue.extend_from_slice(s.as_bytes());
     }
 
+    /// A JSON string of this answer only.
     fn string(&mut self, s: &str) {
+        self.flush_fixed();
         // serde_json's own escaping, so that the bytes are those of `to_string`.
         let _ = serde_json::to_writer(&mut self.glue, s);
+    }
+
+    /// Text that depends on the catalogue only.
+    fn fixed(&mut self, s: &str) {
+        self.close_glue();
+        self.fixed.push_str(s);
+    }
+
+    /// A JSON string that depends on the catalogue only.
+    fn fixed_string(&mut self, s: &str) {
+        self.close_glue();
+        let json = serde_json::to_string(s).unwrap_or_default();
+        self.fixed.push_str(&json);
     }
 
     fn close_glue(&mut self) {
@@ -403,7 +430,22 @@ impl JsonPieces {
         }
     }
 
+    fn flush_fixed(&mut self) {
+        if self.fixed.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.fixed);
+        match intern(&text) {
+            Some(shared) => self.pieces.push(Piece::Shared(shared)),
+            None => {
+                self.glue.extend_from_slice(text.as_bytes());
+                self.close_glue();
+            }
+        }
+    }
+
     fn piece(&mut self, piece: Piece) {
+        self.flush_fixed();
         self.close_glue();
         self.pieces.push(piece);
     }
@@ -468,48 +510,69 @@ impl JsonPieces {
         self.key(false, "services");
         self.raw("[");
         for (i, s) in c.services.iter().enumerate() {
-            if i > 0 {
-                self.raw(",");
-            }
-            self.service(s);
+            self.service(s, i == 0);
         }
-        self.raw("]}");
+        self.fixed("]}");
     }
 
-    fn service(&mut self, s: &LookupService) {
-        self.raw("{\"service\":");
-        self.string(&s.service);
-        self.key(false, "name");
-        self.string(&s.name);
-        self.key(false, "status");
-        self.raw(match s.status {
-            ServiceStatus::Normal => "\"normal\"",
-            ServiceStatus::Outage => "\"outage\"",
+    fn service(&mut self, s: &LookupService, first: bool) {
+        self.fixed(if first {
+            "{\"service\":"
+        } else {
+            ",{\"service\":"
         });
-        self.key(false, "outage_ids");
-        self.raw("[");
+        self.fixed_string(&s.service);
+        self.fixed(",\"name\":");
+        self.fixed_string(&s.name);
+        self.fixed(match s.status {
+            ServiceStatus::Normal => ",\"status\":\"normal\",\"outage_ids\":[",
+            ServiceStatus::Outage => ",\"status\":\"outage\",\"outage_ids\":[",
+        });
         for (i, id) in s.outage_ids.iter().enumerate() {
             if i > 0 {
-                self.raw(",");
+                self.fixed(",");
             }
             self.string(id);
         }
-        self.raw("]");
-        self.key(false, "numbers");
-        self.raw("[");
+        self.fixed("],\"numbers\":[");
         for (i, n) in s.numbers.iter().enumerate() {
             if i > 0 {
-                self.raw(",");
+                self.fixed(",");
             }
             self.piece(Piece::Number(n.clone()));
         }
-        self.raw("]}");
+        self.fixed("]}");
     }
 
     fn finish(mut self) -> (Box<[u8]>, Box<[Piece]>) {
+        self.flush_fixed();
         self.close_glue();
         (self.glue.into_boxed_slice(), self.pieces.into_boxed_slice())
     }
+}
+
+/// How many runs of fixed text are interned at most. They are made of the catalogue's
+/// services and a little punctuation, so a few hundred at most are ever seen; the bound
+/// only makes sure the table can never grow without limit.
+const MAX_INTERNED: usize = 4096;
+
+/// The process-wide copy of a run of fixed text, made on first use and kept for the life
+/// of the process; `None` once the table is full.
+fn intern(text: &str) -> Option<&'static String> {
+    static TABLE: OnceLock<Mutex<HashMap<String, &'static String>>> = OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(shared) = table.get(text) {
+        return Some(shared);
+    }
+    if table.len() >= MAX_INTERNED {
+        return None;
+    }
+    let shared: &'static String = Box::leak(Box::new(text.to_owned()));
+    table.insert(text.to_owned(), shared);
+    Some(shared)
 }
 
 /// The body of a lookup answer: assembled when it is first polled, so that a 304 or a

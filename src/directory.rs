@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
-use imbl::{HashMap as PMap, OrdMap};
+use imbl::OrdMap;
 
 use crate::answers::{AnswerCache, PostcodeIndex, RenderedAnswer};
 use crate::atlas::{Atlas, Commune};
@@ -19,10 +19,8 @@ use crate::model::{Number, NumberStatus, Outage, OutageStatus};
 use crate::public_number::PublicNumber;
 use crate::store::change_kind;
 
-/// Published numbers of one service at one territory, oldest first.
-type PlaceKey = (String, Territory);
-
-type NumberList = Arc<Vec<Arc<PublicNumber>>>;
+/// The published numbers of one territory, by service then oldest first.
+type NumberList = Arc<[Arc<PublicNumber>]>;
 
 /// One snapshot of the directory.
 #[derive(Debug)]
@@ -34,8 +32,9 @@ pub struct Directory {
     /// snapshot (storage answers for them), so that its size follows what is in force,
     /// not the history.
     published: OrdMap<Arc<str>, Arc<PublicNumber>>,
-    /// Published numbers by service and territory, oldest first.
-    by_place: PMap<PlaceKey, NumberList>,
+    /// Published numbers by territory. A B-tree: its nodes are dense, where a hash trie
+    /// of a hundred thousand sparse keys spends most of its memory on empty slots.
+    by_territory: OrdMap<Territory, NumberList>,
     /// Every outage, newest first.
     outages: Arc<Vec<Arc<Outage>>>,
     /// Active outages with their parsed territory.
@@ -74,7 +73,7 @@ pub struct DirectoryBuilder {
     atlas: Arc<Atlas>,
     postcodes: Arc<PostcodeIndex>,
     published: OrdMap<Arc<str>, Arc<PublicNumber>>,
-    by_place: std::collections::HashMap<PlaceKey, Vec<Arc<PublicNumber>>>,
+    by_territory: std::collections::HashMap<Territory, Vec<Arc<PublicNumber>>>,
 }
 
 impl DirectoryBuilder {
@@ -83,7 +82,7 @@ impl DirectoryBuilder {
             atlas,
             postcodes,
             published: OrdMap::new(),
-            by_place: std::collections::HashMap::new(),
+            by_territory: std::collections::HashMap::new(),
         }
     }
 
@@ -99,18 +98,18 @@ impl DirectoryBuilder {
                 return;
             }
         };
-        self.by_place
-            .entry((n.service().to_owned(), n.territory().clone()))
+        self.by_territory
+            .entry(n.territory().clone())
             .or_default()
             .push(n.clone());
         self.published.insert(n.shared_id(), n);
     }
 
     pub fn finish(self, outages: Vec<Outage>, seq: i64, built_at: DateTime<Utc>) -> Directory {
-        let mut by_place = PMap::new();
-        for (key, mut list) in self.by_place {
-            list.sort_by(|a, b| a.id().cmp(b.id()));
-            by_place.insert(key, Arc::new(list));
+        let mut by_territory = OrdMap::new();
+        for (key, mut list) in self.by_territory {
+            list.sort_by(|a, b| list_order(a, b));
+            by_territory.insert(key, list.into());
         }
         let mut outages: Vec<Arc<Outage>> = outages.into_iter().map(Arc::new).collect();
         outages.sort_by(by_declared_desc);
@@ -119,7 +118,7 @@ impl DirectoryBuilder {
             atlas: self.atlas,
             postcodes: self.postcodes,
             published: self.published,
-            by_place,
+            by_territory,
             active: Arc::new(active_of(&outages)),
             outages: Arc::new(outages),
             seq,
@@ -174,7 +173,7 @@ impl Directory {
         now: DateTime<Utc>,
     ) -> Result<Directory, ApplyError> {
         let mut published = self.published.clone();
-        let mut by_place = self.by_place.clone();
+        let mut by_territory = self.by_territory.clone();
         let mut outages: Option<Vec<Arc<Outage>>> = None;
         let mut touched: HashSet<Territory> = HashSet::new();
         let mut seq = self.seq;
@@ -196,11 +195,7 @@ impl Directory {
                         return Err(fail("payload of another number".to_owned()));
                     }
                     if let Some(old) = published.remove(number.id.as_str()) {
-                        remove_from_place(
-                            &mut by_place,
-                            (old.service().to_owned(), old.territory().clone()),
-                            old.id(),
-                        );
+                        remove_from_territory(&mut by_territory, old.territory(), old.id());
                         touched.insert(old.territory().clone());
                     }
                     let t = territory_of(&number.territory).ok_or_else(|| {
@@ -210,11 +205,7 @@ impl Directory {
                     if number.status == NumberStatus::Published {
                         let number =
                             Arc::new(PublicNumber::new(&number).map_err(|e| fail(e.to_string()))?);
-                        add_to_place(
-                            &mut by_place,
-                            (number.service().to_owned(), number.territory().clone()),
-                            number.clone(),
-                        );
+                        add_to_territory(&mut by_territory, number.clone());
                         published.insert(number.shared_id(), number);
                     }
                 }
@@ -255,7 +246,7 @@ impl Directory {
             atlas: self.atlas.clone(),
             postcodes: self.postcodes.clone(),
             published,
-            by_place,
+            by_territory,
             outages,
             active,
             seq,
@@ -378,16 +369,10 @@ impl Directory {
         chain: &[Territory],
         now: DateTime<Utc>,
     ) -> Vec<Arc<PublicNumber>> {
-        // Allocating the key once per level keeps the lookup a handful of probes.
-        let mut key = (service.to_owned(), Territory::National);
         for t in chain {
-            key.1 = t.clone();
-            if let Some(list) = self.by_place.get(&key) {
-                let in_force: Vec<Arc<PublicNumber>> =
-                    list.iter().filter(|n| n.in_force(now)).cloned().collect();
-                if !in_force.is_empty() {
-                    return in_force;
-                }
+            let in_force = self.in_force_at(service, t, now);
+            if !in_force.is_empty() {
+                return in_force;
             }
         }
         Vec::new()
@@ -400,27 +385,14 @@ impl Directory {
         chain: &[Territory],
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let mut next: Option<DateTime<Utc>> = None;
-        for service in self.atlas.services() {
-            let mut key = (service.code.clone(), Territory::National);
-            for t in chain {
-                key.1 = t.clone();
-                let Some(list) = self.by_place.get(&key) else {
-                    continue;
-                };
-                for n in list.iter() {
-                    for at in [Some(n.valid_from()), n.valid_until()]
-                        .into_iter()
-                        .flatten()
-                    {
-                        if at > now && next.is_none_or(|x| at < x) {
-                            next = Some(at);
-                        }
-                    }
-                }
-            }
-        }
-        next
+        chain
+            .iter()
+            .filter_map(|t| self.by_territory.get(t))
+            .flat_map(|list| list.iter())
+            .flat_map(|n| [Some(n.valid_from()), n.valid_until()])
+            .flatten()
+            .filter(|at| *at > now)
+            .min()
     }
 
     /// The numbers in force for `service` at exactly `territory`.
@@ -430,10 +402,17 @@ impl Directory {
         territory: &Territory,
         now: DateTime<Utc>,
     ) -> Vec<Arc<PublicNumber>> {
-        self.by_place
-            .get(&(service.to_owned(), territory.clone()))
-            .map(|list| list.iter().filter(|n| n.in_force(now)).cloned().collect())
-            .unwrap_or_default()
+        let Some(list) = self.by_territory.get(territory) else {
+            return Vec::new();
+        };
+        // Sorted by service: the numbers of one service are one run.
+        let from = list.partition_point(|n| n.service() < service);
+        list[from..]
+            .iter()
+            .take_while(|n| n.service() == service)
+            .filter(|n| n.in_force(now))
+            .cloned()
+            .collect()
     }
 
     /// Published numbers in force matching the filters of `GET /v1/numbers`.
@@ -477,25 +456,31 @@ pub fn chain(atlas: &Atlas, place: Place<'_>) -> Vec<Territory> {
     chain
 }
 
-fn add_to_place(map: &mut PMap<PlaceKey, NumberList>, key: PlaceKey, n: Arc<PublicNumber>) {
-    let mut list = map
-        .get(&key)
-        .map(|l| l.as_ref().clone())
-        .unwrap_or_default();
-    let at = list.partition_point(|x| x.id() < n.id());
-    list.insert(at, n);
-    map.insert(key, Arc::new(list));
+/// The order of a territory's list: by service, then oldest first.
+fn list_order(a: &Arc<PublicNumber>, b: &Arc<PublicNumber>) -> std::cmp::Ordering {
+    (a.service(), a.id()).cmp(&(b.service(), b.id()))
 }
 
-fn remove_from_place(map: &mut PMap<PlaceKey, NumberList>, key: PlaceKey, id: &str) {
-    let Some(list) = map.get(&key) else {
+fn add_to_territory(map: &mut OrdMap<Territory, NumberList>, n: Arc<PublicNumber>) {
+    let mut list: Vec<Arc<PublicNumber>> = map
+        .get(n.territory())
+        .map(|l| l.to_vec())
+        .unwrap_or_default();
+    let at = list.partition_point(|x| list_order(x, &n).is_lt());
+    let key = n.territory().clone();
+    list.insert(at, n);
+    map.insert(key, list.into());
+}
+
+fn remove_from_territory(map: &mut OrdMap<Territory, NumberList>, territory: &Territory, id: &str) {
+    let Some(list) = map.get(territory) else {
         return;
     };
     let list: Vec<Arc<PublicNumber>> = list.iter().filter(|n| n.id() != id).cloned().collect();
     if list.is_empty() {
-        map.remove(&key);
+        map.remove(territory);
     } else {
-        map.insert(key, Arc::new(list));
+        map.insert(territory.clone(), list.into());
     }
 }
 

@@ -128,6 +128,20 @@ backend_tests!(
                 "{postcode}"
             );
         }
+        // The INSEE answers are written by the same piecewise writer.
+        for insee in ["33063", "75116", "89387", "2A004"] {
+            let now = store::now();
+            let mut typed = relai::lookup::by_insee(&live, insee, now).expect("known commune");
+            typed.generated_at = live.built_at();
+            let served = relai::lookup::render_insee(&live, insee, now)
+                .expect("known commune")
+                .json_bytes(live.built_at_json());
+            assert_eq!(
+                String::from_utf8(served.to_vec()).unwrap(),
+                serde_json::to_string(&typed).unwrap(),
+                "{insee}"
+            );
+        }
         for n in live.published() {
             assert_eq!(
                 Some(n.json()),

@@ -252,6 +252,8 @@ proc_ticks() {
 
 # Peak resident memory (VmHWM) of a process, in MB.
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+# Resets the peak (Linux 4.0 and later): from now on VmHWM is the peak since this call.
+reset_peak_rss() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || log "WARNING: cannot reset the peak RSS of pid $1; peaks include the setup"; }
 
 wait_ready() {
     local url=$1 pid=$2 what=$3
@@ -385,7 +387,7 @@ stop_nginx() {
 
 # ---------------------------------------------------------------- the runs
 
-declare -A R_LINE N_LINE W_LINE WR_LINE RSS_READ RSS_PEAK SNAP
+declare -A R_LINE N_LINE W_LINE WR_LINE RSS_SETUP RSS_READ RSS_PEAK SNAP
 STARTED=$(date +%s)
 read -r IDLE0 IDLE1 <<<"$(idle_check)"
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -398,6 +400,11 @@ log "temporary directory $TMP; $PINNING; sizes ${SIZES}; ${DURATION_S}s runs, $C
 for n in "${SIZE_LIST[@]}"; do
     log "=== $n numbers in force"
     prepare_instance "n$n" "$n"
+    # The setup (outages, then imports of up to 50,000 rows per request) has its own peak;
+    # the targets are about serving, so the peak starts again from here.
+    RSS_SETUP[$n]=$(peak_rss_mb "$RELAI_PID")
+    reset_peak_rss "$RELAI_PID"
+    log "[n$n] peak RSS during the setup (imports): ${RSS_SETUP[$n]} MB; now $(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$RELAI_PID/status") MB"
     ROOT=$TMP/nginx-root-$n
     POSTCODES=$DIR/postcodes.txt
     SNAP[$n]=$(loadgen snapshot --base "$BASE" --postcodes "$REPO/seed-data/postcodes.csv" \
@@ -506,18 +513,18 @@ summary() {
         "\`worker_processes 1\`; wrk -t1 -c$CONNECTIONS, ${DURATION_S} s per run after a ${WARMUP_S} s warm-up;" \
         "lookups rotate over $(wc -l <"$POSTCODES") postcodes; outages in a third of the départements."
     echo
-    echo "| numbers in force | relai req/s | p50 ms | p99 ms | p99.9 ms | nginx req/s | relai / nginx | req/s under writes (change) | writes/s achieved (target $WRITE_RATE) | visible after 201, p50 / p99 / max ms | not visible in 5 s | peak RSS MB (reads / whole run) |"
+    echo "| numbers in force | relai req/s | p50 ms | p99 ms | p99.9 ms | nginx req/s | relai / nginx | req/s under writes (change) | writes/s achieved (target $WRITE_RATE) | visible after 201, p50 / p99 / max ms | not visible in 5 s | peak RSS MB (setup / reads / reads and writes) |"
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in "${SIZE_LIST[@]}"; do
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
         ratio=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 2)
         drop=$(calc "100 * ($(kv "$w" rps) - $(kv "$l" rps)) / $(kv "$l" rps)" 1)
         vis="$(kv "$wr" vis_p50_ms) / $(kv "$wr" vis_p99_ms) / $(kv "$wr" vis_max_ms)"
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s (%s%%) | %s | %s | %s | %s / %s |\n' \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s (%s%%) | %s | %s | %s | %s / %s / %s |\n' \
             "$n" "$(kv "$l" rps)" "$(ms "$(kv "$l" p50_us)")" "$(ms "$(kv "$l" p99_us)")" \
             "$(ms "$(kv "$l" p999_us)")" "$(kv "${N_LINE[$n]}" rps)" "$ratio" \
             "$(kv "$w" rps)" "$drop" "$(kv "$wr" writes_per_s)" "$vis" \
-            "$(kv "$wr" not_visible)" "${RSS_READ[$n]}" "${RSS_PEAK[$n]}"
+            "$(kv "$wr" not_visible)" "${RSS_SETUP[$n]}" "${RSS_READ[$n]}" "${RSS_PEAK[$n]}"
     done
     echo
     echo "Server core during the runs (relai / nginx / relai under writes): busy, in processes (the rest is interrupts and softirqs, such as loopback TCP delivery), in the server process; client core busy; errors:"
@@ -585,7 +592,9 @@ summary() {
     fi
     local rss_max=0
     for n in "${SIZE_LIST[@]}"; do holds "${RSS_PEAK[$n]} > $rss_max" && rss_max=${RSS_PEAK[$n]}; done
-    echo "| peak RSS < 200 MB (at up to $LARGEST numbers, reads and writes) | $rss_max MB | $(pass "$rss_max < 200") |"
+    local setup_max=0
+    for n in "${SIZE_LIST[@]}"; do holds "${RSS_SETUP[$n]} > $setup_max" && setup_max=${RSS_SETUP[$n]}; done
+    echo "| peak RSS < 200 MB (at up to $LARGEST numbers, serving reads and writes; the setup's imports peaked at $setup_max MB) | $rss_max MB | $(pass "$rss_max < 200") |"
     for backend in sqlite postgres; do
         if [ -n "${P_LINE[$backend]:-}" ]; then
             r=$(kv "${P_LINE[$backend]}" publishes_per_s)
