@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::atlas::Atlas;
 use crate::directory::{chain, places_for_postcode};
 use crate::domain::Territory;
-use crate::lookup::{self, LookupCommune, LookupResponse, LookupService, ServiceStatus};
+use crate::lookup::{LookupCommune, LookupResponse, LookupService, ServiceStatus};
 use crate::public_number::PublicNumber;
 
 /// Postcodes by position, which postcodes each territory reaches, and how much memory
@@ -262,9 +262,9 @@ pub struct RenderedAnswer {
     /// The length of the JSON without the value of `generated_at`.
     json_len: usize,
     json_etag: HeaderValue,
-    /// The text answer without its last line (the time of the data).
-    text_body: Bytes,
-    text_etag: HeaderValue,
+    /// The text answer without its last line (the time of the data), and its ETag:
+    /// rendered when first asked for (most clients want JSON).
+    text: OnceLock<(Bytes, HeaderValue)>,
     /// The sequence of the snapshot it was rendered from.
     seq: i64,
     /// The answer was computed for a time before this instant, when a number of it enters
@@ -296,8 +296,7 @@ impl RenderedAnswer {
         let mut rendered = RenderedAnswer {
             json_len: 0,
             json_etag: HeaderValue::from_static("W/\"0\""),
-            text_body: Bytes::from(lookup::to_text_body(answer)),
-            text_etag: HeaderValue::from_static("W/\"0\""),
+            text: OnceLock::new(),
             glue,
             pieces,
             seq,
@@ -312,7 +311,6 @@ impl RenderedAnswer {
         });
         rendered.json_len = json_len;
         rendered.json_etag = etag_of(substance.finalize().as_slice());
-        rendered.text_etag = weak_etag(&rendered.text_body);
         rendered
     }
 
@@ -332,7 +330,6 @@ impl RenderedAnswer {
     pub fn size(&self) -> usize {
         self.glue.len()
             + self.pieces.len() * std::mem::size_of::<Piece>()
-            + self.text_body.len()
             + std::mem::size_of::<Self>()
             + 128
     }
@@ -365,16 +362,25 @@ impl RenderedAnswer {
     }
 
     /// The text answer, ending with `footer`, the time of the data (see
-    /// [`crate::lookup::text_footer`]).
-    pub fn text(&self, footer: &Bytes) -> AnswerBody {
-        AnswerBody::Text {
-            body: self.text_body.clone(),
-            footer: footer.clone(),
-        }
-    }
-
-    pub fn text_etag(&self) -> &HeaderValue {
-        &self.text_etag
+    /// [`crate::lookup::text_footer`]), and its weak ETag. `render` gives the text body
+    /// (see [`crate::lookup::to_text_body`]) the first time it is asked for.
+    pub fn text(
+        &self,
+        footer: &Bytes,
+        render: impl FnOnce() -> String,
+    ) -> (AnswerBody, &HeaderValue) {
+        let (body, etag) = self.text.get_or_init(|| {
+            let body = render();
+            let etag = weak_etag(body.as_bytes());
+            (Bytes::from(body), etag)
+        });
+        (
+            AnswerBody::Text {
+                body: body.clone(),
+                footer: footer.clone(),
+            },
+            etag,
+        )
     }
 }
 

@@ -273,7 +273,7 @@ pub fn to_text_body(answer: &LookupResponse) -> String {
                 };
                 let _ = writeln!(out, "{advice}");
             } else {
-                let numbers: Vec<&str> = s.numbers.iter().map(|n| n.text()).collect();
+                let numbers: Vec<String> = s.numbers.iter().map(|n| n.text()).collect();
                 let _ = writeln!(out, "appelez le {}.", numbers.join(" ou le "));
             }
         }

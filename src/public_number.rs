@@ -28,8 +28,6 @@ pub struct PublicNumber {
     valid_until: Option<DateTime<Utc>>,
     version: i32,
     demo: bool,
-    /// What the text answers say of it: "05 56 12 34 56 (CTA-CODIS Gironde)".
-    text: Box<str>,
 }
 
 /// Why a number cannot be kept in the snapshot.
@@ -68,7 +66,6 @@ impl PublicNumber {
             valid_until: n.valid_until,
             version: n.version,
             demo: n.demo,
-            text: format!("{} ({})", n.phone.display, n.label).into(),
         })
     }
 
@@ -113,9 +110,26 @@ impl PublicNumber {
         self.json.get()
     }
 
-    /// The phone for display and the label, as the text answers give them.
-    pub fn text(&self) -> &str {
-        &self.text
+    /// The phone for display and the label, as the text answers give them:
+    /// "05 56 12 34 56 (CTA-CODIS Gironde)". Read from the JSON: text answers are rendered
+    /// once per answer, and the snapshot need not keep a second copy of every label.
+    pub fn text(&self) -> String {
+        #[derive(serde::Deserialize)]
+        struct Phone<'a> {
+            #[serde(borrow)]
+            display: std::borrow::Cow<'a, str>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Text<'a> {
+            #[serde(borrow)]
+            phone: Phone<'a>,
+            #[serde(borrow)]
+            label: std::borrow::Cow<'a, str>,
+        }
+        match serde_json::from_str::<Text<'_>>(self.json.get()) {
+            Ok(t) => format!("{} ({})", t.phone.display, t.label),
+            Err(_) => String::new(),
+        }
     }
 
     /// Within its validity at `now` (it is published, or the snapshot would not hold it).

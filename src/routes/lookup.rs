@@ -6,8 +6,6 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::answers::RenderedAnswer;
-use crate::directory::Directory;
 use crate::domain::{InseeCode, Postcode};
 use crate::error::{ApiError, Problem};
 use crate::http::{cached_with_header, prefers_text};
@@ -53,23 +51,23 @@ pub async fn lookup(
 ) -> Result<HttpResponse, ApiError> {
     let dir = state.directory();
     let now = crate::store::now();
-    let rendered = match (&query.postcode, &query.insee) {
+    let (rendered, place) = match (&query.postcode, &query.insee) {
         (Some(p), None) => {
             let p =
                 Postcode::parse(p).map_err(|e| ApiError::bad_param("postcode", e.to_string()))?;
             // The hot path: an answer rendered once and shared until a change reaches it.
-            dir.postcode_answer(p.as_str(), now).ok_or_else(|| {
+            let rendered = dir.postcode_answer(p.as_str(), now).ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "unknown postcode {p} (CEDEX codes are not in the base)"
                 ))
-            })?
+            })?;
+            (rendered, Asked::Postcode(p))
         }
         (None, Some(i)) => {
             let i = InseeCode::parse(i).map_err(|e| ApiError::bad_param("insee", e.to_string()))?;
-            Arc::new(
-                answers::render_insee(&dir, i.as_str(), now)
-                    .ok_or_else(|| ApiError::NotFound(format!("unknown commune {i}")))?,
-            )
+            let rendered = answers::render_insee(&dir, i.as_str(), now)
+                .ok_or_else(|| ApiError::NotFound(format!("unknown commune {i}")))?;
+            (Arc::new(rendered), Asked::Insee(i))
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -77,24 +75,34 @@ pub async fn lookup(
             ))
         }
     };
-    Ok(respond(&req, &rendered, &dir))
+    if prefers_text(&req) {
+        let (body, etag) = rendered.text(dir.text_footer(), || {
+            let answer = match &place {
+                Asked::Postcode(p) => answers::by_postcode(&dir, p.as_str(), now),
+                Asked::Insee(i) => answers::by_insee(&dir, i.as_str(), now),
+            };
+            answer
+                .map(|a| answers::to_text_body(&a))
+                .unwrap_or_default()
+        });
+        Ok(cached_with_header(
+            &req,
+            "text/plain; charset=utf-8",
+            body,
+            etag,
+        ))
+    } else {
+        Ok(cached_with_header(
+            &req,
+            "application/json",
+            rendered.json(dir.built_at_json()),
+            rendered.json_etag(),
+        ))
+    }
 }
 
-/// The answer as JSON or text, with its weak ETag.
-fn respond(req: &HttpRequest, answer: &Arc<RenderedAnswer>, dir: &Directory) -> HttpResponse {
-    if prefers_text(req) {
-        cached_with_header(
-            req,
-            "text/plain; charset=utf-8",
-            answer.text(dir.text_footer()),
-            answer.text_etag(),
-        )
-    } else {
-        cached_with_header(
-            req,
-            "application/json",
-            answer.json(dir.built_at_json()),
-            answer.json_etag(),
-        )
-    }
+/// What the lookup was asked for.
+enum Asked {
+    Postcode(Postcode),
+    Insee(InseeCode),
 }
