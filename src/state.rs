@@ -9,7 +9,6 @@ use diesel::QueryResult;
 
 use crate::answers::PostcodeIndex;
 use crate::atlas::Atlas;
-use crate::db::models::ChangeRow;
 use crate::db::{DbConnection, DbPool};
 use crate::directory::Directory;
 use crate::error::ApiError;
@@ -41,6 +40,19 @@ pub struct AppState {
     /// When storage last answered (Unix microseconds): the snapshot is known to be
     /// current as of then.
     storage_seen: AtomicI64,
+}
+
+/// How many changes of the log one step of [`AppState::catch_up`] applies.
+const CATCH_UP_BATCH: usize = 1000;
+
+/// Returns the allocator's free pages to the system (glibc keeps them otherwise, and the
+/// process would stay at the peak of an import for the rest of its life).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes its locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// How many changes a slow subscriber may fall behind before it is told to reconnect
@@ -98,20 +110,32 @@ impl AppState {
     /// public ones to the live subscribers. Returns how many changes were applied.
     pub fn catch_up(&self, conn: &mut DbConnection) -> QueryResult<usize> {
         let _guard = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.directory.load_full();
-        let mut changes = Vec::new();
+        let mut applied = 0;
+        // In batches, each swapped in (a prefix of the log is a consistent state): an
+        // import of 50,000 rows never holds all of its changes in memory at once.
         loop {
-            let after = changes.last().map_or(current.seq(), |c: &ChangeRow| c.seq);
-            let batch = store::changes_after(conn, after, 1000)?;
-            let done = batch.len() < 1000;
-            changes.extend(batch);
-            if done {
+            let batch = self.catch_up_batch(conn)?;
+            applied += batch;
+            if batch < CATCH_UP_BATCH {
                 break;
             }
         }
+        if applied >= CATCH_UP_BATCH {
+            // A large catch-up (an import) freed much more than it kept; hand the freed
+            // pages back rather than let the process stay at its peak.
+            release_free_memory();
+        }
+        Ok(applied)
+    }
+
+    /// Applies at most [`CATCH_UP_BATCH`] changes; returns how many.
+    fn catch_up_batch(&self, conn: &mut DbConnection) -> QueryResult<usize> {
+        let current = self.directory.load_full();
+        let mut changes = store::changes_after(conn, current.seq(), CATCH_UP_BATCH as i64)?;
         if changes.is_empty() {
             return Ok(0);
         }
+        let applied = changes.len();
         let next = match current.apply(&changes, store::now()) {
             Ok(next) => next,
             Err(e) => {
@@ -134,7 +158,6 @@ impl AppState {
             }
         };
         self.directory.store(Arc::new(next));
-        let applied = changes.len();
         for change in changes {
             if let Some(event) = ChangeEvent::public(change) {
                 // No receiver is not an error: nobody listens yet.
