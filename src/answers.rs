@@ -242,7 +242,7 @@ enum Piece {
     /// Bytes of the answer's own buffer (`glue`), from..to.
     Glue(u32, u32),
     /// A number's JSON, shared with the snapshot and every other answer listing it.
-    Number(Arc<PublicNumber>),
+    Number(PublicNumber),
     /// Text that depends on the catalogue only, shared by every answer (see [`intern`]).
     Shared(&'static String),
     /// The value of `generated_at`: the time of the snapshot that serves the request.
@@ -316,10 +316,19 @@ impl RenderedAnswer {
 
     /// Calls `f` with every part of the JSON in order, `generated_at` for its value.
     fn for_each_part(&self, generated_at: &[u8], mut f: impl FnMut(&[u8])) {
-        for piece in self.pieces.iter() {
+        // The numbers' JSON lies all over the heap: ask for the memory of the ones a few
+        // pieces ahead while copying this one, so the fetches overlap.
+        const AHEAD: usize = 6;
+        for piece in self.pieces.iter().take(AHEAD) {
+            prefetch(piece);
+        }
+        for (i, piece) in self.pieces.iter().enumerate() {
+            if let Some(ahead) = self.pieces.get(i + AHEAD) {
+                prefetch(ahead);
+            }
             match piece {
                 Piece::Glue(from, to) => f(&self.glue[*from as usize..*to as usize]),
-                Piece::Number(n) => f(n.json().as_bytes()),
+                Piece::Number(n) => f(n.json_bytes()),
                 Piece::Shared(text) => f(text.as_bytes()),
                 Piece::GeneratedAt => f(generated_at),
             }
@@ -382,6 +391,25 @@ impl RenderedAnswer {
             etag,
         )
     }
+}
+
+/// Hints the processor to load the start of a number's memory (a hint only: no effect on
+/// what the program computes).
+#[inline]
+fn prefetch(piece: &Piece) {
+    #[cfg(target_arch = "x86_64")]
+    if let Piece::Number(n) = piece {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let at = n.memory().cast::<i8>();
+        // SAFETY: a prefetch never faults and reads nothing the program sees; the address
+        // is that of a live allocation (the number is held by the answer).
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(at);
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = piece;
 }
 
 /// Writes a [`LookupResponse`] as serde_json would, byte for byte, keeping each number's

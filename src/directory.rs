@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 
 use crate::answers::{AnswerCache, PostcodeIndex, RenderedAnswer};
 use crate::atlas::{Atlas, Commune};
@@ -20,7 +20,7 @@ use crate::public_number::PublicNumber;
 use crate::store::change_kind;
 
 /// The published numbers of one territory, by service then oldest first.
-type NumberList = Arc<[Arc<PublicNumber>]>;
+type NumberList = Arc<[PublicNumber]>;
 
 /// One snapshot of the directory.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub struct Directory {
     /// Published numbers by id: oldest first, as ids are UUIDv7. Retired numbers leave the
     /// snapshot (storage answers for them), so that its size follows what is in force,
     /// not the history.
-    published: OrdMap<Arc<str>, Arc<PublicNumber>>,
+    published: OrdSet<PublicNumber>,
     /// Published numbers by territory. A B-tree: its nodes are dense, where a hash trie
     /// of a hundred thousand sparse keys spends most of its memory on empty slots.
     by_territory: OrdMap<Territory, NumberList>,
@@ -72,8 +72,8 @@ pub struct Place<'a> {
 pub struct DirectoryBuilder {
     atlas: Arc<Atlas>,
     postcodes: Arc<PostcodeIndex>,
-    published: OrdMap<Arc<str>, Arc<PublicNumber>>,
-    by_territory: std::collections::HashMap<Territory, Vec<Arc<PublicNumber>>>,
+    published: OrdSet<PublicNumber>,
+    by_territory: std::collections::HashMap<Territory, Vec<PublicNumber>>,
 }
 
 impl DirectoryBuilder {
@@ -81,7 +81,7 @@ impl DirectoryBuilder {
         DirectoryBuilder {
             atlas,
             postcodes,
-            published: OrdMap::new(),
+            published: OrdSet::new(),
             by_territory: std::collections::HashMap::new(),
         }
     }
@@ -92,7 +92,7 @@ impl DirectoryBuilder {
             return;
         }
         let n = match PublicNumber::new(&n) {
-            Ok(n) => Arc::new(n),
+            Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "number left out of the directory");
                 return;
@@ -102,7 +102,7 @@ impl DirectoryBuilder {
             .entry(n.territory().clone())
             .or_default()
             .push(n.clone());
-        self.published.insert(n.shared_id(), n);
+        self.published.insert(n);
     }
 
     pub fn finish(self, outages: Vec<Outage>, seq: i64, built_at: DateTime<Utc>) -> Directory {
@@ -203,10 +203,9 @@ impl Directory {
                     })?;
                     touched.insert(t);
                     if number.status == NumberStatus::Published {
-                        let number =
-                            Arc::new(PublicNumber::new(&number).map_err(|e| fail(e.to_string()))?);
+                        let number = PublicNumber::new(&number).map_err(|e| fail(e.to_string()))?;
                         add_to_territory(&mut by_territory, number.clone());
-                        published.insert(number.shared_id(), number);
+                        published.insert(number);
                     }
                 }
                 change_kind::OUTAGE_DECLARED | change_kind::OUTAGE_RESOLVED => {
@@ -288,13 +287,13 @@ impl Directory {
     }
 
     /// A published number (retired ones are in storage only).
-    pub fn number(&self, id: &str) -> Option<&Arc<PublicNumber>> {
+    pub fn number(&self, id: &str) -> Option<&PublicNumber> {
         self.published.get(id)
     }
 
     /// Published numbers, oldest first.
-    pub fn published(&self) -> impl Iterator<Item = &Arc<PublicNumber>> + '_ {
-        self.published.values()
+    pub fn published(&self) -> impl Iterator<Item = &PublicNumber> + '_ {
+        self.published.iter()
     }
 
     /// How many numbers are published.
@@ -368,7 +367,7 @@ impl Directory {
         service: &str,
         chain: &[Territory],
         now: DateTime<Utc>,
-    ) -> Vec<Arc<PublicNumber>> {
+    ) -> Vec<PublicNumber> {
         for t in chain {
             let in_force = self.in_force_at(service, t, now);
             if !in_force.is_empty() {
@@ -401,7 +400,7 @@ impl Directory {
         service: &str,
         territory: &Territory,
         now: DateTime<Utc>,
-    ) -> Vec<Arc<PublicNumber>> {
+    ) -> Vec<PublicNumber> {
         let Some(list) = self.by_territory.get(territory) else {
             return Vec::new();
         };
@@ -420,9 +419,9 @@ impl Directory {
         &'a self,
         filter: &'a NumberFilter,
         now: DateTime<Utc>,
-    ) -> impl Iterator<Item = &'a Arc<PublicNumber>> + 'a {
+    ) -> impl Iterator<Item = &'a PublicNumber> + 'a {
         self.published
-            .values()
+            .iter()
             .filter(move |n| n.in_force(now) && filter.matches(n, &self.atlas))
     }
 }
@@ -457,12 +456,12 @@ pub fn chain(atlas: &Atlas, place: Place<'_>) -> Vec<Territory> {
 }
 
 /// The order of a territory's list: by service, then oldest first.
-fn list_order(a: &Arc<PublicNumber>, b: &Arc<PublicNumber>) -> std::cmp::Ordering {
+fn list_order(a: &PublicNumber, b: &PublicNumber) -> std::cmp::Ordering {
     (a.service(), a.id()).cmp(&(b.service(), b.id()))
 }
 
-fn add_to_territory(map: &mut OrdMap<Territory, NumberList>, n: Arc<PublicNumber>) {
-    let mut list: Vec<Arc<PublicNumber>> = map
+fn add_to_territory(map: &mut OrdMap<Territory, NumberList>, n: PublicNumber) {
+    let mut list: Vec<PublicNumber> = map
         .get(n.territory())
         .map(|l| l.to_vec())
         .unwrap_or_default();
@@ -476,7 +475,7 @@ fn remove_from_territory(map: &mut OrdMap<Territory, NumberList>, territory: &Te
     let Some(list) = map.get(territory) else {
         return;
     };
-    let list: Vec<Arc<PublicNumber>> = list.iter().filter(|n| n.id() != id).cloned().collect();
+    let list: Vec<PublicNumber> = list.iter().filter(|n| n.id() != id).cloned().collect();
     if list.is_empty() {
         map.remove(territory);
     } else {

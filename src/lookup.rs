@@ -2,7 +2,6 @@
 //! JSON and as short French text for bots and SMS.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -61,7 +60,7 @@ pub struct LookupService {
     /// any (arrondissement, commune, département, zone, national). Numbers may be published
     /// before an outage is declared, so they can appear with `status: normal`.
     #[schema(value_type = Vec<crate::model::Number>)]
-    pub numbers: Vec<Arc<PublicNumber>>,
+    pub numbers: Vec<PublicNumber>,
 }
 
 /// One commune of the answer, with every service of the catalogue.

@@ -43,7 +43,7 @@ pub fn numbers(dir: &Directory, filter: &NumberFilter, now: DateTime<Utc>) -> Va
                 "type": "Feature",
                 "id": n.id(),
                 "geometry": point(dir, n),
-                "properties": n.as_ref(),
+                "properties": n,
             })
         })
         .collect();

@@ -3,7 +3,6 @@
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::directory::NumberFilter;
@@ -45,7 +44,7 @@ pub struct NumberQuery {
 pub struct NumberPage {
     /// Published numbers in force, oldest publication first.
     #[schema(value_type = Vec<Number>)]
-    pub items: Vec<Arc<PublicNumber>>,
+    pub items: Vec<PublicNumber>,
     /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -124,7 +123,7 @@ pub async fn list_numbers(
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let dir = state.directory();
     let now = crate::store::now();
-    let mut items: Vec<Arc<PublicNumber>> = dir
+    let mut items: Vec<PublicNumber> = dir
         .filter_in_force(&filter, now)
         .filter(|n| after.as_ref().is_none_or(|a| n.id() > a.as_str()))
         .take(limit + 1)
