@@ -790,7 +790,7 @@ pub fn number_view(
     orgs: &HashMap<String, String>,
 ) -> Option<Number> {
     let territory = Territory::parse(&row.territory_kind, &row.territory_code).ok()?;
-    let phone = PhoneNumber::parse(&row.phone_e164).ok()?;
+    let phone = PhoneNumber::from_stored(&row.phone_e164).ok()?;
     let provenance = match (
         row.provenance_kind.as_str(),
         &row.source_url,
