@@ -108,7 +108,7 @@ impl DirectoryBuilder {
     pub fn finish(self, outages: Vec<Outage>, seq: i64, built_at: DateTime<Utc>) -> Directory {
         let mut by_territory = OrdMap::new();
         for (key, mut list) in self.by_territory {
-            list.sort_by(|a, b| list_order(a, b));
+            list.sort_by(list_order);
             by_territory.insert(key, list.into());
         }
         let mut outages: Vec<Arc<Outage>> = outages.into_iter().map(Arc::new).collect();
