@@ -1,10 +1,11 @@
 //! Lookup answers rendered once and served many times.
 //!
 //! In a crisis nearly every read is `GET /v1/lookup?postcode=`, over a few thousand
-//! postcodes. Each snapshot keeps the rendered answer of every postcode asked so far (JSON
-//! and text, with their ETags); a request splices the snapshot time into it and copies
-//! bytes. A new snapshot carries over every answer that no applied change reaches, so a
-//! publication in Gironde leaves the rest of the country's answers warm.
+//! postcodes. The answer of every postcode asked so far is kept rendered, as pieces that
+//! share the numbers' JSON with the snapshot, with its weak ETag; a request copies the
+//! pieces and the snapshot time into one buffer. The cache is shared by the snapshots of a
+//! lineage and an answer holds until a change reaches its postcode, so a publication in
+//! Gironde leaves the rest of the country's answers warm.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
