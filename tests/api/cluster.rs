@@ -7,7 +7,7 @@ use relai::startup::Application;
 use serde_json::Value;
 
 use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::helpers::{Publish, TestApp};
 
 /// Another instance on the same database with the same signing key, as behind a load
 /// balancer.
@@ -118,23 +118,12 @@ backend_tests!(
         let org2 = org.clone();
         outside
             .write_blocking(move |conn, atlas| {
+                let mut spec = Publish::new("18", "commune", "29019", "0298181818", &org2);
+                spec.label = "CTA Brest".to_owned();
                 relai::store::publish_number(
                     conn,
                     atlas,
-                    relai::store::NewNumber {
-                        service: relai::domain::ServiceCode::parse("18").unwrap(),
-                        territory: relai::domain::Territory::parse("commune", "29019").unwrap(),
-                        phone: relai::domain::PhoneNumber::parse("0298181818").unwrap(),
-                        label: "CTA Brest".to_owned(),
-                        provenance: relai::store::NewProvenance::Official {
-                            organization_id: org2,
-                        },
-                        outage_id: None,
-                        valid_from: None,
-                        valid_until: None,
-                        demo: false,
-                        by_account: None,
-                    },
+                    spec.into_new_number(),
                     relai::store::now(),
                 )
             })

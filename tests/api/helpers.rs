@@ -385,25 +385,7 @@ impl TestApp {
         spec: Publish,
     ) -> Result<relai::model::Number, relai::error::ApiError> {
         self.write(move |conn, atlas| {
-            store::publish_number(
-                conn,
-                atlas,
-                NewNumber {
-                    service: ServiceCode::parse(&spec.service).expect("service"),
-                    territory: Territory::parse(&spec.kind, &spec.code).expect("territory"),
-                    phone: PhoneNumber::parse(&spec.phone).expect("phone"),
-                    label: spec.label,
-                    provenance: NewProvenance::Official {
-                        organization_id: spec.organization,
-                    },
-                    outage_id: spec.outage_id,
-                    valid_from: spec.valid_from,
-                    valid_until: spec.valid_until,
-                    demo: false,
-                    by_account: None,
-                },
-                store::now(),
-            )
+            store::publish_number(conn, atlas, spec.into_new_number(), store::now())
         })
         .await
     }
@@ -595,6 +577,24 @@ impl Publish {
             outage_id: None,
             valid_from: None,
             valid_until: None,
+        }
+    }
+
+    /// The store's input for this publication, official for `organization`.
+    pub fn into_new_number(self) -> NewNumber {
+        NewNumber {
+            service: ServiceCode::parse(&self.service).expect("service"),
+            territory: Territory::parse(&self.kind, &self.code).expect("territory"),
+            phone: PhoneNumber::parse(&self.phone).expect("phone"),
+            label: self.label,
+            provenance: NewProvenance::Official {
+                organization_id: self.organization,
+            },
+            outage_id: self.outage_id,
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+            demo: false,
+            by_account: None,
         }
     }
 }

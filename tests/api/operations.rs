@@ -431,20 +431,7 @@ backend_tests!(
             relai::store::publish_number(
                 &mut conn,
                 &atlas,
-                relai::store::NewNumber {
-                    service: relai::domain::ServiceCode::parse(&spec.service).unwrap(),
-                    territory: relai::domain::Territory::parse(&spec.kind, &spec.code).unwrap(),
-                    phone: relai::domain::PhoneNumber::parse(&spec.phone).unwrap(),
-                    label: spec.label,
-                    provenance: relai::store::NewProvenance::Official {
-                        organization_id: org.clone(),
-                    },
-                    outage_id: None,
-                    valid_from: None,
-                    valid_until: None,
-                    demo: false,
-                    by_account: None,
-                },
+                spec.into_new_number(),
                 relai::store::now(),
             )
             .unwrap();
