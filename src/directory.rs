@@ -368,13 +368,24 @@ impl Directory {
         chain: &[Territory],
         now: DateTime<Utc>,
     ) -> Vec<PublicNumber> {
-        for t in chain {
-            let in_force = self.in_force_at(service, t, now);
-            if !in_force.is_empty() {
-                return in_force;
-            }
+        self.place_view(chain).numbers_for(service, now)
+    }
+
+    /// What the lookups of one place read, looked up once for all the services of the
+    /// catalogue: its chain's lists of numbers and the active outages that cover it.
+    pub fn place_view<'a>(&'a self, chain: &'a [Territory]) -> PlaceView<'a> {
+        PlaceView {
+            lists: chain
+                .iter()
+                .map(|t| self.by_territory.get(t).map_or(&[][..], |l| &l[..]))
+                .collect(),
+            outages: self
+                .active
+                .iter()
+                .filter(|(t, _)| chain.contains(t))
+                .map(|(_, o)| o)
+                .collect(),
         }
-        Vec::new()
     }
 
     /// The first instant after `now` at which a published number of `chain` enters or
@@ -404,14 +415,7 @@ impl Directory {
         let Some(list) = self.by_territory.get(territory) else {
             return Vec::new();
         };
-        // Sorted by service: the numbers of one service are one run.
-        let from = list.partition_point(|n| n.service() < service);
-        list[from..]
-            .iter()
-            .take_while(|n| n.service() == service)
-            .filter(|n| n.in_force(now))
-            .cloned()
-            .collect()
+        in_force_in(list, service, now)
     }
 
     /// Published numbers in force matching the filters of `GET /v1/numbers`.
@@ -455,9 +459,54 @@ pub fn chain(atlas: &Atlas, place: Place<'_>) -> Vec<Territory> {
     chain
 }
 
+/// The numbers of `service` in force at `now` in a territory's list.
+fn in_force_in(list: &[PublicNumber], service: &str, now: DateTime<Utc>) -> Vec<PublicNumber> {
+    // Sorted by service: the numbers of one service are one run.
+    let service = service.as_bytes();
+    let from = list.partition_point(|n| n.service_bytes() < service);
+    list[from..]
+        .iter()
+        .take_while(|n| n.service_bytes() == service)
+        .filter(|n| n.in_force(now))
+        .cloned()
+        .collect()
+}
+
+/// One place's part of a snapshot (see [`Directory::place_view`]).
+pub struct PlaceView<'a> {
+    /// The numbers of each territory of the chain, most specific first.
+    lists: Vec<&'a [PublicNumber]>,
+    /// The active outages covering a territory of the chain, in the snapshot's order.
+    outages: Vec<&'a Arc<Outage>>,
+}
+
+impl<'a> PlaceView<'a> {
+    /// [`Directory::numbers_for`] of this place.
+    pub fn numbers_for(&self, service: &str, now: DateTime<Utc>) -> Vec<PublicNumber> {
+        for list in &self.lists {
+            let in_force = in_force_in(list, service, now);
+            if !in_force.is_empty() {
+                return in_force;
+            }
+        }
+        Vec::new()
+    }
+
+    /// [`Directory::outages_covering`] of this place.
+    pub fn outages_covering<'b>(
+        &'b self,
+        service: &'b str,
+    ) -> impl Iterator<Item = &'a Arc<Outage>> + 'b {
+        self.outages
+            .iter()
+            .copied()
+            .filter(move |o| o.services.iter().any(|s| s == service))
+    }
+}
+
 /// The order of a territory's list: by service, then oldest first.
 fn list_order(a: &PublicNumber, b: &PublicNumber) -> std::cmp::Ordering {
-    (a.service(), a.id()).cmp(&(b.service(), b.id()))
+    (a.service_bytes(), a.id()).cmp(&(b.service_bytes(), b.id()))
 }
 
 fn add_to_territory(map: &mut OrdMap<Territory, NumberList>, n: PublicNumber) {

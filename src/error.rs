@@ -47,7 +47,7 @@ pub struct Problem {
 }
 
 /// Everything a handler can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// Malformed request or parameter (400).
     #[error("{detail}")]

@@ -109,12 +109,13 @@ pub const DEMO_NOTICE: &str = "DÉMONSTRATION HISTORIQUE : données de la panne 
 fn commune_answer(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> LookupCommune {
     let atlas = dir.atlas();
     let chain = dir.chain(place);
+    let view = dir.place_view(&chain);
     let services = atlas
         .services()
         .iter()
         .map(|service| {
-            let outage_ids: Vec<String> = dir
-                .outages_covering(&service.code, &chain)
+            let outage_ids: Vec<String> = view
+                .outages_covering(&service.code)
                 .map(|o| o.id.clone())
                 .collect();
             LookupService {
@@ -126,7 +127,7 @@ fn commune_answer(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> Look
                     ServiceStatus::Outage
                 },
                 outage_ids,
-                numbers: dir.numbers_for(&service.code, &chain, now),
+                numbers: view.numbers_for(&service.code, now),
             }
         })
         .collect();

@@ -98,10 +98,22 @@ impl PublicNumber {
         &self.0.header.header
     }
 
-    fn text_at(&self, (from, to): (u16, u16)) -> &str {
-        self.json()
+    fn bytes_at(&self, (from, to): (u16, u16)) -> &[u8] {
+        self.0
+            .slice
             .get(usize::from(from)..usize::from(to))
             .unwrap_or_default()
+    }
+
+    /// Checks only the few bytes asked for, not the whole JSON around them.
+    fn text_at(&self, at: (u16, u16)) -> &str {
+        std::str::from_utf8(self.bytes_at(at)).unwrap_or_default()
+    }
+
+    /// [`PublicNumber::service`] as bytes, for the lookups' hot path (bytes order as
+    /// strings do).
+    pub fn service_bytes(&self) -> &[u8] {
+        self.bytes_at(self.head().service_at)
     }
 
     pub fn id(&self) -> &str {

@@ -40,6 +40,14 @@ pub fn prepare_database(config: &Config) -> anyhow::Result<DbPool> {
     let pool = db::pool(&url, config.pool_size)?;
     let mut conn = pool.get().context("connecting to the database")?;
     db::run_migrations(&mut conn)?;
+    let missing = db::missing_sqlite_options(&mut conn)?;
+    if !missing.is_empty() {
+        tracing::warn!(
+            ?missing,
+            "SQLite was built without these options (build from the repository, whose \
+             .cargo/config.toml sets them): it works, but writes are slower"
+        );
+    }
     if !seed::is_seeded(&mut conn)? {
         let started = std::time::Instant::now();
         let outcome = seed::seed_reference(

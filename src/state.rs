@@ -1,7 +1,8 @@
 //! The shared state of a running service: the database pool and the directory snapshot,
 //! and the one write path that keeps them in step.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -26,6 +27,11 @@ pub struct AppState {
     write_lock: Mutex<()>,
     /// Whether writes queue on `write_lock` (SQLite).
     serialize_in_process: bool,
+    /// The requests' writes waiting for the next batch (see [`AppState::write`]).
+    queued_writes: Mutex<VecDeque<QueuedWrite>>,
+    /// Batches committed, and the requests' writes they held (for `/metrics`).
+    batches_committed: AtomicU64,
+    batched_writes: AtomicU64,
     /// Serializes catching up with the changes log, so that snapshots follow the log in
     /// order and every change reaches `events` once.
     sync_lock: Mutex<()>,
@@ -41,6 +47,70 @@ pub struct AppState {
     /// current as of then.
     storage_seen: AtomicI64,
 }
+
+/// A request's write waiting in the queue. Run inside its batch's transaction, it says
+/// whether it succeeded and returns what tells its caller the outcome once the batch has
+/// committed (`None`) or failed.
+type QueuedWrite = Box<dyn FnOnce(Attempt<'_>) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(Option<&ApiError>) + Send>;
+
+/// What becomes of a queued write.
+enum Attempt<'a> {
+    /// Run it on this connection, inside the batch's transaction.
+    Run(&'a mut DbConnection, &'a Atlas),
+    /// It cannot run (storage is away): tell its caller why.
+    Refuse(&'a ApiError),
+}
+
+/// Why a write's savepoint ended without its changes.
+enum SavepointEnd {
+    /// The write failed and its savepoint was rolled back; the batch goes on.
+    Undone,
+    /// The savepoint itself failed: the batch's transaction cannot go on.
+    Broken(StoreError),
+}
+
+impl From<diesel::result::Error> for SavepointEnd {
+    fn from(e: diesel::result::Error) -> Self {
+        SavepointEnd::Broken(StoreError::Db(e))
+    }
+}
+
+/// Runs one write of a batch in its own savepoint, so that its failure undoes only itself.
+fn in_savepoint(
+    conn: &mut DbConnection,
+    atlas: &Atlas,
+    job: QueuedWrite,
+) -> Result<Completion, StoreError> {
+    use diesel::Connection;
+    let mut completion = None;
+    let ended = conn.transaction::<(), SavepointEnd, _>(|conn| {
+        let (ok, complete) = job(Attempt::Run(conn, atlas));
+        completion = Some(complete);
+        if ok {
+            Ok(())
+        } else {
+            Err(SavepointEnd::Undone)
+        }
+    });
+    match (ended, completion) {
+        (Ok(()) | Err(SavepointEnd::Undone), Some(complete)) => Ok(complete),
+        (Err(SavepointEnd::Broken(e)), complete) => {
+            // The write's own outcome does not stand: its caller hears the batch's failure.
+            if let Some(complete) = complete {
+                complete(Some(&ApiError::from(StoreError::Db(
+                    diesel::result::Error::RollbackTransaction,
+                ))));
+            }
+            Err(e)
+        }
+        (_, None) => Err(StoreError::Db(diesel::result::Error::RollbackTransaction)),
+    }
+}
+
+/// The most writes one transaction takes: a batch holds the writers' lock until it
+/// commits, so a long one would delay everybody behind it.
+const MAX_BATCH: usize = 64;
 
 /// How many changes of the log one step of [`AppState::catch_up`] applies.
 const CATCH_UP_BATCH: usize = 1000;
@@ -83,6 +153,9 @@ impl AppState {
             directory: ArcSwap::from_pointee(directory),
             write_lock: Mutex::new(()),
             serialize_in_process,
+            queued_writes: Mutex::new(VecDeque::new()),
+            batches_committed: AtomicU64::new(0),
+            batched_writes: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             instance_id: uuid::Uuid::now_v7().to_string(),
@@ -201,15 +274,111 @@ impl AppState {
         self.events.subscribe()
     }
 
-    /// [`AppState::write_blocking`] on the blocking thread pool.
+    /// Runs one write for a request: [`AppState::write_blocking`]'s guarantees (one
+    /// transaction, visible in the snapshot before this returns), with group commit.
+    ///
+    /// The write joins a queue; whichever request's blocking task holds the writers' lock
+    /// next runs everything queued in one transaction, each write in its own savepoint, so
+    /// that a failed write undoes only itself. One commit (one disk flush), one snapshot
+    /// update and one lock round pay for the whole batch, which is what lets a core keep
+    /// answering lookups under a steady stream of writes. Each write's outcome is told
+    /// only after its batch committed; if the commit fails, every write of the batch fails
+    /// with it and nothing of it is kept.
     pub async fn write<T, F>(self: Arc<Self>, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection, &Atlas) -> Result<T, StoreError> + Send + 'static,
     {
-        actix_web::web::block(move || self.write_blocking(f))
+        let (tell, told) = tokio::sync::oneshot::channel::<Result<T, ApiError>>();
+        let job: QueuedWrite = Box::new(move |attempt| {
+            let outcome = match attempt {
+                Attempt::Run(conn, atlas) => f(conn, atlas).map_err(ApiError::from),
+                Attempt::Refuse(why) => Err(why.clone()),
+            };
+            let ok = outcome.is_ok();
+            let complete: Completion = Box::new(move |failed: Option<&ApiError>| {
+                let result = match (outcome, failed) {
+                    // A write that failed changed nothing: its own error says why.
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Some(commit)) => Err(commit.clone()),
+                    (Ok(value), None) => Ok(value),
+                };
+                // The request may have gone away meanwhile: nobody to tell.
+                let _ = tell.send(result);
+            });
+            (ok, complete)
+        });
+        self.queued_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(job);
+        actix_web::web::block(move || self.run_queued_writes())
             .await
-            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
+        // Our write ran in this batch or an earlier one, which has told us by now.
+        told.await
+            .map_err(|_| ApiError::Internal("the write's batch failed unexpectedly".to_owned()))?
+    }
+
+    /// Takes the writers' lock, then runs what is queued (if another task's batch took
+    /// it meanwhile, nothing is left and this returns at once).
+    fn run_queued_writes(&self) {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let batch: Vec<QueuedWrite> = {
+            let mut queue = self.queued_writes.lock().unwrap_or_else(|p| p.into_inner());
+            let n = queue.len().min(MAX_BATCH);
+            queue.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let mut conn = match self.connection() {
+            Ok(conn) => conn,
+            Err(e) => {
+                for job in batch {
+                    let (_, complete) = job(Attempt::Refuse(&e));
+                    complete(None);
+                }
+                return;
+            }
+        };
+        let mut completions = Vec::with_capacity(batch.len());
+        let size = batch.len() as u64;
+        let alone = size == 1;
+        let committed = store::write_transaction(&mut conn, |conn| {
+            for job in batch {
+                if alone {
+                    // Alone, its failure rolls the whole transaction back: no savepoint.
+                    let (ok, complete) = job(Attempt::Run(conn, &self.atlas));
+                    completions.push(complete);
+                    if !ok {
+                        return Err(StoreError::Db(diesel::result::Error::RollbackTransaction));
+                    }
+                } else {
+                    completions.push(in_savepoint(conn, &self.atlas, job)?);
+                }
+            }
+            Ok(())
+        });
+        let failed = match committed {
+            Ok(()) => {
+                self.mark_storage(true);
+                self.batches_committed.fetch_add(1, Ordering::Relaxed);
+                self.batched_writes.fetch_add(size, Ordering::Relaxed);
+                if let Err(e) = self.catch_up(&mut conn) {
+                    // The writes are committed; the snapshot catches up on the next refresh.
+                    tracing::error!(error = %e, "snapshot refresh after a write failed");
+                }
+                None
+            }
+            Err(e) => Some(ApiError::from(e)),
+        };
+        for complete in completions {
+            complete(failed.as_ref());
+        }
     }
 
     fn connection(&self) -> Result<crate::db::PooledConn, ApiError> {
@@ -253,6 +422,15 @@ impl AppState {
         })
         .await
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+    }
+
+    /// How many batches of requests' writes committed, and how many writes they held
+    /// (each batch is one transaction: see [`AppState::write`]).
+    pub fn write_batches(&self) -> (u64, u64) {
+        (
+            self.batches_committed.load(Ordering::Relaxed),
+            self.batched_writes.load(Ordering::Relaxed),
+        )
     }
 
     pub fn instance_id(&self) -> &str {

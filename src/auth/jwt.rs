@@ -391,7 +391,15 @@ struct RawClaims {
 pub struct Verifier {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
+    /// Tokens whose signature was found good: checking an Ed25519 signature costs more than
+    /// the rest of a write's checks together, and a client sends the same token with every
+    /// request. Trusted keys are only ever added, so a signature found good stays good;
+    /// the claims (expiry above all) are still checked on every request.
+    verified: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Box<str>>>>,
 }
+
+/// How many verified tokens [`Verifier`] remembers before it starts over.
+const VERIFIED_TOKENS: usize = 4096;
 
 impl Verifier {
     /// A verifier trusting only the public half of `current`.
@@ -408,6 +416,7 @@ impl Verifier {
         let mut verifier = Verifier {
             keys: HashMap::new(),
             validation,
+            verified: Default::default(),
         };
         verifier.trust_key(&current.public);
         verifier
@@ -484,9 +493,13 @@ impl Verifier {
         let kid = header.kid.ok_or(JwtError::MissingClaim("kid"))?;
         let key = self.keys.get(&kid).ok_or(JwtError::UnknownKey)?;
 
-        // Algorithm (again) and signature. The claims are parsed below, by this module only.
-        jsonwebtoken::decode::<serde::de::IgnoredAny>(token, key, &self.validation)
-            .map_err(map_decode_error)?;
+        // Algorithm (again) and signature, unless these very bytes passed before. The claims
+        // are parsed below, by this module only.
+        if !self.signature_known_good(token) {
+            jsonwebtoken::decode::<serde::de::IgnoredAny>(token, key, &self.validation)
+                .map_err(map_decode_error)?;
+            self.remember_good_signature(token);
+        }
 
         let claims_json = URL_SAFE_NO_PAD
             .decode(encoded_claims)
@@ -498,6 +511,24 @@ impl Verifier {
         let raw: RawClaims =
             serde_json::from_slice(&claims_json).map_err(|_| JwtError::Malformed)?;
         check_claims(raw, now)
+    }
+}
+
+impl Verifier {
+    fn signature_known_good(&self, token: &str) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(token)
+    }
+
+    fn remember_good_signature(&self, token: &str) {
+        let mut known = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= VERIFIED_TOKENS {
+            // Rarely reached (one entry per token in use): starting over is simplest.
+            known.clear();
+        }
+        known.insert(token.into());
     }
 }
 
@@ -938,6 +969,29 @@ mod tests {
             verifier.verify(&token, NOW + 86_400),
             Err(JwtError::Expired)
         );
+    }
+
+    /// The verifier remembers good signatures only: a token it verified passes again
+    /// (its claims checked again, see above), a forged one fails every time.
+    #[test]
+    fn only_good_signatures_are_remembered() {
+        let key = new_key();
+        let verifier = Verifier::new(&key.signer);
+        let (token, _) = key.signer.issue("acct-42", TTL, NOW).unwrap();
+        let (head, signature) = token.rsplit_once('.').unwrap();
+        let mut forged_signature = signature.as_bytes().to_vec();
+        forged_signature[3] = if forged_signature[3] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
+        let forged = format!("{head}.{}", String::from_utf8(forged_signature).unwrap());
+        for _ in 0..2 {
+            assert_eq!(verifier.verify(&forged, NOW), Err(JwtError::BadSignature));
+        }
+        assert!(verifier.verify(&token, NOW).is_ok());
+        assert!(verifier.verify(&token, NOW).is_ok());
+        assert_eq!(verifier.verify(&forged, NOW), Err(JwtError::BadSignature));
     }
 
     #[test]

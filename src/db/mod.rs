@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
-use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 /// A connection to either backend.
@@ -137,6 +137,33 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
     result.map_err(|e| DbError::Migration(e.to_string()))
 }
 
+/// Compile-time options the bundled SQLite is expected to have (see `.cargo/config.toml`),
+/// without which it runs correctly but slower.
+pub const SQLITE_BUILD_OPTIONS: &[&str] = &["ENABLE_QPSG", "DEFAULT_MEMSTATUS=0"];
+
+/// Of [`SQLITE_BUILD_OPTIONS`], those the SQLite behind `conn` was built without (none
+/// on PostgreSQL).
+pub fn missing_sqlite_options(conn: &mut DbConnection) -> QueryResult<Vec<&'static str>> {
+    #[derive(diesel::QueryableByName)]
+    struct Used {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        used: i32,
+    }
+    let DbConnection::Sqlite(c) = conn else {
+        return Ok(Vec::new());
+    };
+    let mut missing = Vec::new();
+    for option in SQLITE_BUILD_OPTIONS {
+        let row: Used = diesel::sql_query("SELECT sqlite_compileoption_used(?) AS used")
+            .bind::<diesel::sql_types::Text, _>(*option)
+            .get_result(c)?;
+        if row.used == 0 {
+            missing.push(*option);
+        }
+    }
+    Ok(missing)
+}
+
 /// Hands out connections made by [`DatabaseUrl::connect`].
 #[derive(Debug)]
 pub struct Manager(DatabaseUrl);
@@ -155,8 +182,16 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+        match conn {
+            // An open SQLite file does not go away under its connection: a round of the
+            // parser on every checkout would buy nothing.
+            DbConnection::Sqlite(_) => Ok(()),
+            // A PostgreSQL connection may have died with its server: find out before a
+            // request does.
+            DbConnection::Postgres(_) => conn
+                .batch_execute("SELECT 1")
+                .map_err(r2d2::Error::QueryError),
+        }
     }
 
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
@@ -203,5 +238,19 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://h/db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
         assert!(DatabaseUrl::parse("relai.db").is_err());
+    }
+
+    /// The bundled SQLite carries the options of `.cargo/config.toml`: a build that lost
+    /// them would still pass every other test, only slower.
+    #[test]
+    fn the_bundled_sqlite_has_its_build_options() {
+        let mut conn = DatabaseUrl::parse("sqlite://:memory:")
+            .unwrap()
+            .connect()
+            .unwrap();
+        assert_eq!(
+            missing_sqlite_options(&mut conn).unwrap(),
+            Vec::<&str>::new()
+        );
     }
 }

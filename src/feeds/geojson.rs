@@ -79,13 +79,14 @@ pub fn departements(
                     let territory = Territory::parse("departement", code).ok()?;
                     let mut chain = atlas.ancestors(&territory);
                     chain.insert(0, territory);
+                    let view = dir.place_view(&chain);
                     let mut services = Map::new();
                     for s in atlas
                         .services()
                         .iter()
                         .filter(|s| service.is_none_or(|f| f == s.code))
                     {
-                        let whole = dir.outages_covering(&s.code, &chain).next().is_some();
+                        let whole = view.outages_covering(&s.code).next().is_some();
                         let partial = !whole
                             && dir.outages().iter().any(|o| {
                                 o.status == crate::model::OutageStatus::Active
@@ -102,7 +103,7 @@ pub fn departements(
                         } else {
                             "normal"
                         };
-                        let numbers = dir.numbers_for(&s.code, &chain, now);
+                        let numbers = view.numbers_for(&s.code, now);
                         services.insert(
                             s.code.clone(),
                             json!({"name": s.name, "status": status, "numbers": numbers}),

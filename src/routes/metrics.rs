@@ -44,7 +44,9 @@ fn storage_figures(conn: &mut DbConnection) -> QueryResult<StorageFigures> {
 /// Prometheus text format (0.0.4): `relai_http_requests_total` by route pattern, method
 /// and status; `relai_http_request_duration_seconds` histograms by route pattern and
 /// method; `relai_snapshot_seq` and `relai_snapshot_age_seconds` (the in-memory directory);
-/// `relai_storage_up`; when storage is up, `relai_changes_lag` (changes in storage not yet
+/// `relai_storage_up`; `relai_write_batches_total` and `relai_batched_writes_total` (the
+/// transactions that committed requests' writes, and the writes they held: writes that
+/// arrive together share one); when storage is up, `relai_changes_lag` (changes in storage not yet
 /// in this instance's snapshot) and `relai_webhook_backlog` (changes the enabled webhooks'
 /// cursors are behind, summed); with the public rate limit on,
 /// `relai_public_rate_limited_total` and `relai_public_rate_limit_clients`. Unauthenticated,
@@ -84,9 +86,17 @@ pub async fn metrics(
          relai_snapshot_age_seconds {age:.3}\n\
          # HELP relai_storage_up Whether the database answered this scrape (1) or not (0).\n\
          # TYPE relai_storage_up gauge\n\
-         relai_storage_up {}\n",
+         relai_storage_up {}\n\
+         # HELP relai_write_batches_total Transactions that committed requests' writes (group commit).\n\
+         # TYPE relai_write_batches_total counter\n\
+         relai_write_batches_total {}\n\
+         # HELP relai_batched_writes_total Requests' writes committed in those transactions.\n\
+         # TYPE relai_batched_writes_total counter\n\
+         relai_batched_writes_total {}\n",
         directory.seq(),
         u8::from(figures.is_some()),
+        state.write_batches().0,
+        state.write_batches().1,
     );
     if let Some(f) = &figures {
         let _ = write!(

@@ -416,6 +416,14 @@ backend_tests!(
             Some(app.state.directory().seq() as f64)
         );
         assert!(sample(&text, "relai_snapshot_age_seconds").unwrap() >= 0.0);
+        let (batches, writes) = app.state.write_batches();
+        assert_eq!(
+            (
+                sample(&text, "relai_write_batches_total"),
+                sample(&text, "relai_batched_writes_total")
+            ),
+            (Some(batches as f64), Some(writes as f64))
+        );
         // The limit is on by default.
         assert_eq!(sample(&text, "relai_public_rate_limited_total"), Some(0.0));
 

@@ -367,3 +367,114 @@ backend_tests!(the_csv_export_defuses_formulas, |app: TestApp| async move {
     assert!(text.contains("'=HYPERLINK"), "{text}");
     assert!(text.contains(",0556123456,"), "{text}");
 });
+
+backend_tests!(
+    writes_that_arrive_together_commit_together_and_fail_alone,
+    |app: TestApp| async move {
+        use crate::helpers::Publish;
+        use relai::store::{self, StoreError};
+        let org = app.organization("SDIS 33", "sdis").await;
+        let state = app.state.clone().into_inner();
+        let (batches_before, writes_before) = state.write_batches();
+
+        // The first write holds the writers' lock a while; the others queue behind it and
+        // must then run as one batch: five publications, one of which fails after having
+        // written (its savepoint must undo it), one a duplicate of another (409).
+        let blocker = {
+            let (state, org) = (state.clone(), org.clone());
+            tokio::spawn(state.write(move |conn, atlas| {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let new = Publish::new("18", "departement", "33", "0556000001", &org);
+                store::publish_number(conn, atlas, new.into_new_number(), store::now())
+            }))
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut queued = Vec::new();
+        for (i, phone) in [
+            "0556000010",
+            "0556000011",
+            "0556000012",
+            "0556000011",
+            "0556000013",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (state, org) = (state.clone(), org.clone());
+            queued.push(tokio::spawn(state.write(move |conn, atlas| {
+                let new = Publish::new("18", "departement", "33", phone, &org);
+                let n = store::publish_number(conn, atlas, new.into_new_number(), store::now())?;
+                if i == 2 {
+                    // Written, then failed: nothing of it may remain.
+                    return Err(StoreError::Conflict(format!(
+                        "changed my mind about {}",
+                        n.id
+                    )));
+                }
+                Ok(n)
+            })));
+            // In order, so that the duplicate comes second.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let first = blocker.await.unwrap().expect("the first write");
+        let mut outcomes = Vec::new();
+        for q in queued {
+            outcomes.push(q.await.unwrap());
+        }
+        let (batches_after, writes_after) = state.write_batches();
+        assert_eq!(
+            (batches_after - batches_before, writes_after - writes_before),
+            (2, 6),
+            "the first write alone, then the five queued behind it in one transaction"
+        );
+        let published: Vec<_> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .cloned()
+            .collect();
+        assert_eq!(published.len(), 3, "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[2], Err(relai::error::ApiError::Conflict(d)) if d.starts_with("changed my mind")),
+            "{:?}",
+            outcomes[2]
+        );
+        assert!(
+            matches!(&outcomes[3], Err(relai::error::ApiError::Conflict(d)) if d.contains("already in force")),
+            "{:?}",
+            outcomes[3]
+        );
+
+        // The lookup shows exactly the four that succeeded, already (the batch caught up
+        // before answering); the undone one is not in storage either.
+        let (status, lookup) = app.get_json("/v1/lookup?insee=33063").await;
+        assert_eq!(status, 200);
+        let shown: Vec<String> = eighteen(&lookup)["numbers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["phone"]["e164"].as_str().unwrap().to_owned())
+            .collect();
+        let mut expected: Vec<String> = std::iter::once(&first)
+            .chain(&published)
+            .map(|n| n.phone.e164.clone())
+            .collect();
+        expected.sort();
+        let mut shown_sorted = shown.clone();
+        shown_sorted.sort();
+        assert_eq!(shown_sorted, expected);
+        assert!(
+            !shown.contains(&"+33556000012".to_owned()),
+            "the undone write shows: {shown:?}"
+        );
+        let stored: i64 = {
+            let mut conn = state.pool().get().unwrap();
+            use diesel::prelude::*;
+            relai::db::schema::numbers::table
+                .filter(relai::db::schema::numbers::phone_e164.eq("+33556000012"))
+                .count()
+                .get_result(&mut *conn)
+                .unwrap()
+        };
+        assert_eq!(stored, 0, "the undone write is in storage");
+    }
+);
