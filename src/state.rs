@@ -349,6 +349,10 @@ impl AppState {
         let size = batch.len() as u64;
         let alone = size == 1;
         let committed = store::write_transaction(&mut conn, |conn| {
+            if !alone {
+                // The writers' lock (PostgreSQL) once for the batch, not once per write.
+                store::announce_for_transaction(conn)?;
+            }
             for job in batch {
                 if alone {
                     // Alone, its failure rolls the whole transaction back: no savepoint.

@@ -180,6 +180,8 @@ pub fn write_transaction<T>(
     f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    ANNOUNCED.with(|a| a.set(false));
+    let _clear = AnnouncedUntilEnd;
     if let DbConnection::Sqlite(c) = conn {
         AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
         let result = f(conn);
@@ -212,15 +214,47 @@ pub fn serialize_writers(conn: &mut DbConnection) -> QueryResult<()> {
     Ok(())
 }
 
+thread_local! {
+    /// Whether the transaction this thread runs (see [`write_transaction`]) took the
+    /// writers' lock and queued the notification for all of its changes up front.
+    static ANNOUNCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// For a transaction that will append changes (a batch of writes): takes the writers'
+/// lock and queues the notification once, outside any savepoint (a savepoint rolled back
+/// would release a lock taken inside it), so that its writes need not each do it.
+/// The mark lasts until [`write_transaction`] ends.
+pub fn announce_for_transaction(conn: &mut DbConnection) -> QueryResult<()> {
+    announce(conn)?;
+    ANNOUNCED.with(|a| a.set(true));
+    Ok(())
+}
+
 /// Before appending to the changes log: takes the writers' lock (a no-op when the write
 /// path took it already; the command line's writes take it here) and, on PostgreSQL,
 /// queues the notification that the listening instances receive on commit.
 fn announce_changes(conn: &mut DbConnection) -> QueryResult<()> {
+    if ANNOUNCED.with(|a| a.get()) {
+        return Ok(());
+    }
+    announce(conn)
+}
+
+fn announce(conn: &mut DbConnection) -> QueryResult<()> {
     serialize_writers(conn)?;
     if let DbConnection::Postgres(pg) = conn {
         diesel::sql_query(format!("NOTIFY {CHANGES_CHANNEL}")).execute(pg)?;
     }
     Ok(())
+}
+
+/// Clears the mark of [`announce_for_transaction`] when the transaction ends, however.
+struct AnnouncedUntilEnd;
+
+impl Drop for AnnouncedUntilEnd {
+    fn drop(&mut self) {
+        ANNOUNCED.with(|a| a.set(false));
+    }
 }
 
 pub(crate) fn append_change(
