@@ -85,7 +85,7 @@ fn in_savepoint(
     use diesel::Connection;
     let mut completion = None;
     let ended = conn.transaction::<(), SavepointEnd, _>(|conn| {
-        let (ok, complete) = job(Attempt::Run(conn, atlas));
+        let (ok, complete) = store::with_write_boundary(|| job(Attempt::Run(conn, atlas)));
         completion = Some(complete);
         if ok {
             Ok(())
@@ -260,7 +260,9 @@ impl AppState {
         let mut conn = self.connection()?;
         // One transaction around the whole write (the store's own transactions nest as
         // savepoints).
-        let value = store::write_transaction(&mut conn, |conn| f(conn, &self.atlas))?;
+        let value = store::write_transaction(&mut conn, |conn| {
+            store::with_write_boundary(|| f(conn, &self.atlas))
+        })?;
         self.mark_storage(true);
         if let Err(e) = self.catch_up(&mut conn) {
             // The write is committed; the snapshot catches up on the next refresh.
@@ -356,7 +358,8 @@ impl AppState {
             for job in batch {
                 if alone {
                     // Alone, its failure rolls the whole transaction back: no savepoint.
-                    let (ok, complete) = job(Attempt::Run(conn, &self.atlas));
+                    let (ok, complete) =
+                        store::with_write_boundary(|| job(Attempt::Run(conn, &self.atlas)));
                     completions.push(complete);
                     if !ok {
                         return Err(StoreError::Db(diesel::result::Error::RollbackTransaction));

@@ -248,6 +248,42 @@ fn announce(conn: &mut DbConnection) -> QueryResult<()> {
     Ok(())
 }
 
+thread_local! {
+    /// Whether the write this thread runs has a rollback boundary of its own (its own
+    /// transaction, or its own savepoint in a batch) that any error it returns triggers.
+    static WRITE_BOUNDARY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as one write's own step, marking that an error it returns rolls back
+/// everything that write did: the write functions below then need no savepoint of their
+/// own (two statements, on PostgreSQL two round trips, saved per write). Used by the
+/// write path around each write (see `AppState`).
+pub fn with_write_boundary<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            WRITE_BOUNDARY.with(|b| b.set(self.0));
+        }
+    }
+    let _reset = Reset(WRITE_BOUNDARY.with(|b| b.replace(true)));
+    f()
+}
+
+/// All of `f` or none of it. Inside a write with its own boundary (see
+/// [`with_write_boundary`]) that is already so, as long as the error goes back up: every
+/// caller of the write functions returns their errors (`?`). A caller that handled an
+/// error of one of them and went on would have to wrap the call in a transaction itself.
+fn atomically<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if WRITE_BOUNDARY.with(|b| b.get()) {
+        f(conn)
+    } else {
+        conn.transaction(f)
+    }
+}
+
 /// Clears the mark of [`announce_for_transaction`] when the transaction ends, however.
 struct AnnouncedUntilEnd;
 
@@ -451,7 +487,7 @@ pub fn publish_number(
         return Err(StoreError::Invalid(errors));
     }
     let valid_from = new.valid_from.map(|t| t.trunc_subsecs(6)).unwrap_or(now);
-    conn.transaction(|conn| {
+    atomically(conn, |conn| {
         let NewProvenance::Official { organization_id } = &new.provenance;
         let org = organization(conn, organization_id)?;
         if let Some(outage_id) = &new.outage_id {
@@ -548,7 +584,7 @@ pub fn retire_number(
     if !errors.is_empty() {
         return Err(StoreError::Invalid(errors));
     }
-    conn.transaction(|conn| {
+    atomically(conn, |conn| {
         let row = load_number_row(conn, id)?;
         if row.status != NumberStatus::Published.as_str() {
             return Err(StoreError::Conflict(format!(
@@ -657,7 +693,7 @@ pub fn declare_outage(
     let mut services: Vec<String> = new.services.iter().map(|s| s.as_str().to_owned()).collect();
     services.sort_by_key(|s| atlas.services().iter().position(|c| c.code == *s));
     services.dedup();
-    conn.transaction(|conn| {
+    atomically(conn, |conn| {
         let org = organization(conn, &new.declared_by)?;
         let row = OutageRow {
             id: new_id(),
@@ -715,7 +751,7 @@ pub fn resolve_outage(
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<(Outage, Vec<Number>), StoreError> {
-    conn.transaction(|conn| {
+    atomically(conn, |conn| {
         let (row, services) = load_outage(conn, id)?;
         if row.status != OutageStatus::Active.as_str() {
             return Err(StoreError::Conflict(format!(
@@ -1069,7 +1105,7 @@ pub fn correct_number(
     if !errors.is_empty() {
         return Err(StoreError::Invalid(errors));
     }
-    conn.transaction(|conn| {
+    atomically(conn, |conn| {
         let mut row = load_number_row(conn, id)?;
         if row.status != NumberStatus::Published.as_str() {
             return Err(StoreError::Conflict(format!(
@@ -1174,7 +1210,7 @@ pub fn import_numbers(
     if !errors.is_empty() {
         return Err(StoreError::Invalid(errors));
     }
-    conn.transaction(|conn| {
+    atomically(conn, |conn| {
         let mut org_names = HashMap::new();
         for (_, row) in &rows {
             let NewProvenance::Official { organization_id } = &row.provenance;
@@ -1184,8 +1220,10 @@ pub fn import_numbers(
             }
         }
         // The phones in force for every service and territory of the file, one query each.
-        let mut places: Vec<(&str, &Territory)> =
-            rows.iter().map(|(_, r)| (r.service.as_str(), &r.territory)).collect();
+        let mut places: Vec<(&str, &Territory)> = rows
+            .iter()
+            .map(|(_, r)| (r.service.as_str(), &r.territory))
+            .collect();
         places.sort();
         places.dedup();
         let mut taken: HashSet<(String, Territory, String)> = HashSet::new();
@@ -1199,12 +1237,20 @@ pub fn import_numbers(
                 .filter(n::valid_until.is_null().or(n::valid_until.gt(to_db(now))))
                 .select(n::phone_e164)
                 .load(conn)?;
-            taken.extend(phones.into_iter().map(|p| (service.to_string(), (*territory).clone(), p)));
+            taken.extend(
+                phones
+                    .into_iter()
+                    .map(|p| (service.to_string(), (*territory).clone(), p)),
+            );
         }
         let mut stored = Vec::with_capacity(rows.len());
         let mut views = Vec::with_capacity(rows.len());
         for (line, row) in &rows {
-            let key = (row.service.as_str().to_owned(), row.territory.clone(), row.phone.e164().to_owned());
+            let key = (
+                row.service.as_str().to_owned(),
+                row.territory.clone(),
+                row.phone.e164().to_owned(),
+            );
             if !taken.insert(key) {
                 let mut f = FieldError::new(
                     "phone",
@@ -1224,7 +1270,9 @@ pub fn import_numbers(
                 phone: Phone::from(&row.phone),
                 label: stored_row.label.clone(),
                 status: NumberStatus::Published,
-                provenance: Provenance::Official { organization: org_ref(organization_id, &org_names) },
+                provenance: Provenance::Official {
+                    organization: org_ref(organization_id, &org_names),
+                },
                 outage_id: None,
                 valid_from,
                 valid_until: row.valid_until,
@@ -1249,7 +1297,12 @@ pub fn import_numbers(
         let changes: Vec<NewChange> = views
             .iter()
             .zip(&payloads)
-            .map(|(v, p)| NewChange { at: to_db(now), kind: change_kind::NUMBER_PUBLISHED, entity_id: &v.id, payload: p })
+            .map(|(v, p)| NewChange {
+                at: to_db(now),
+                kind: change_kind::NUMBER_PUBLISHED,
+                entity_id: &v.id,
+                payload: p,
+            })
             .collect();
         let audits: Vec<AuditEventRow> = rows
             .iter()
@@ -1272,20 +1325,31 @@ pub fn import_numbers(
         // Batch inserts are backend-specific in diesel: run them on the concrete connection.
         crate::with_backend!(conn, |c| {
             for chunk in stored.chunks(IMPORT_BATCH) {
-                diesel::insert_into(schema::numbers::table).values(chunk).execute(c)?;
+                diesel::insert_into(schema::numbers::table)
+                    .values(chunk)
+                    .execute(c)?;
             }
             for chunk in changes.chunks(IMPORT_BATCH) {
-                diesel::insert_into(schema::changes::table).values(chunk).execute(c)?;
+                diesel::insert_into(schema::changes::table)
+                    .values(chunk)
+                    .execute(c)?;
             }
             for chunk in audits.chunks(IMPORT_BATCH) {
-                diesel::insert_into(schema::audit_events::table).values(chunk).execute(c)?;
+                diesel::insert_into(schema::audit_events::table)
+                    .values(chunk)
+                    .execute(c)?;
             }
         });
         for (service, territory) in &places {
-            let sample = rows.iter().find(|(_, r)| r.service.as_str() == *service && r.territory == **territory);
+            let sample = rows
+                .iter()
+                .find(|(_, r)| r.service.as_str() == *service && r.territory == **territory);
             if let Some((_, row)) = sample {
                 let NewProvenance::Official { organization_id } = &row.provenance;
-                let actor = Actor { organization_id: Some(organization_id.clone()), account_id: row.by_account.clone() };
+                let actor = Actor {
+                    organization_id: Some(organization_id.clone()),
+                    account_id: row.by_account.clone(),
+                };
                 let name = org_names.get(organization_id).cloned().unwrap_or_default();
                 retire_relayed(conn, atlas, &actor, row, &name, "import", now)?;
             }

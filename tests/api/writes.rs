@@ -478,3 +478,38 @@ backend_tests!(
         assert_eq!(stored, 0, "the undone write is in storage");
     }
 );
+
+backend_tests!(
+    a_write_that_fails_after_writing_leaves_nothing,
+    |app: TestApp| async move {
+        use crate::helpers::Publish;
+        use relai::store::{self, StoreError};
+        let org = app.organization("SDIS 33", "sdis").await;
+        let seq = app.state.directory().seq();
+        // Alone in its transaction: the store's write functions take no savepoint of their
+        // own there, so it is the transaction's rollback that must undo the publication.
+        let outcome = app
+            .write(move |conn, atlas| {
+                let new = Publish::new("18", "departement", "33", "0556000099", &org);
+                store::publish_number(conn, atlas, new.into_new_number(), store::now())?;
+                Err::<(), _>(StoreError::Conflict("after all, no".to_owned()))
+            })
+            .await;
+        assert!(
+            matches!(outcome, Err(relai::error::ApiError::Conflict(_))),
+            "{outcome:?}"
+        );
+        let mut conn = app.state.pool().get().unwrap();
+        use diesel::prelude::*;
+        let numbers: i64 = relai::db::schema::numbers::table
+            .count()
+            .get_result(&mut *conn)
+            .unwrap();
+        let last_change = relai::store::last_change_seq(&mut conn).unwrap();
+        assert_eq!(
+            (numbers, last_change),
+            (0, seq),
+            "a number or a change remained"
+        );
+    }
+);
