@@ -28,6 +28,7 @@ PUBLISH_DURATION=${BENCH_PUBLISH_DURATION:-10s}
 PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_DB=relai_bench
 NO_POSTGRES=${BENCH_NO_POSTGRES:-0}
+PG_PIN=${BENCH_PG_PIN:-1}
 RELAI_PORT=${BENCH_RELAI_PORT:-18480}
 NGINX_PORT=${BENCH_NGINX_PORT:-18481}
 OUT=${BENCH_OUT:-}
@@ -51,6 +52,9 @@ usage: tests/load/bench.sh [options]
   --pg-url URL              PostgreSQL admin URL; the scratch database $PG_DB is
                             created and dropped there               [$PG_URL]
   --no-postgres             skip the PostgreSQL write-throughput run
+  --pg-unpinned             leave a local PostgreSQL's processes where they are (by
+                            default they join the server core for their run, and get
+                            their affinity back after: storage is the server's side)
   --relai-port P, --nginx-port P                                    [$RELAI_PORT, $NGINX_PORT]
   --out FILE                also write the summary (markdown) to FILE
   --keep                    keep the temporary directory (logs, databases, nginx root)
@@ -78,6 +82,7 @@ while [ $# -gt 0 ]; do
     --publish-duration) PUBLISH_DURATION=$2; shift ;;
     --pg-url) PG_URL=$2; shift ;;
     --no-postgres) NO_POSTGRES=1 ;;
+    --pg-unpinned) PG_PIN=0 ;;
     --relai-port) RELAI_PORT=$2; shift ;;
     --nginx-port) NGINX_PORT=$2; shift ;;
     --out) OUT=$2; shift ;;
@@ -158,6 +163,8 @@ NGINX_PID=
 WRITER_PID=
 PG_CREATED=0
 PG_ADMIN_OK=0
+PG_AFFINITY=()   # "pid:cpu-list" of the PostgreSQL processes pinned, to restore
+PG_PINNED_NOTE="not pinned"
 
 stop_pid() {
     local pid=$1
@@ -173,6 +180,35 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# pin_postgres: a PostgreSQL running on this machine joins the server core for its
+# publish run, like relai (the clients keep their core to themselves); backends started
+# later inherit the postmaster's affinity. Its processes get their affinity back after.
+pin_postgres() {
+    local pid was
+    [ "$PG_PIN" = 1 ] && [ ${#PIN_SERVER[@]} -gt 0 ] || return 0
+    [[ $PG_URL =~ @(127\.0\.0\.1|localhost|\[::1\])[:/] ]] || { PG_PINNED_NOTE="not pinned (not on this machine)"; return 0; }
+    for pid in $(pgrep -x postgres 2>/dev/null || true); do
+        was=$(taskset -pc "$pid" 2>/dev/null | sed 's/.*: //') || continue
+        if taskset -pc "$SERVER_CORE" "$pid" >/dev/null 2>&1; then
+            PG_AFFINITY+=("$pid:$was")
+        fi
+    done
+    if [ ${#PG_AFFINITY[@]} -gt 0 ]; then
+        PG_PINNED_NOTE="pinned to the server core (core $SERVER_CORE) with relai"
+    else
+        PG_PINNED_NOTE="not pinned (cannot set its processes' affinity)"
+    fi
+    log "PostgreSQL: $PG_PINNED_NOTE (${#PG_AFFINITY[@]} processes)"
+}
+
+unpin_postgres() {
+    local entry
+    for entry in "${PG_AFFINITY[@]}"; do
+        taskset -pc "${entry#*:}" "${entry%%:*}" >/dev/null 2>&1 || true
+    done
+    PG_AFFINITY=()
+}
+
 cleanup() {
     local status=$?
     set +e
@@ -182,6 +218,7 @@ cleanup() {
     if [ "$PG_CREATED" = 1 ]; then
         psql "$PG_URL" -qAt -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
     fi
+    unpin_postgres
     if [ "$KEEP" = 1 ] || [ "$status" != 0 ]; then
         log "temporary directory kept: $TMP"
     else
@@ -469,7 +506,9 @@ else
     psql "$PG_URL" -qAt -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
     psql "$PG_URL" -qAt -c "CREATE DATABASE $PG_DB" >/dev/null
     PG_CREATED=1
+    pin_postgres
     run_publish_max postgres "${PG_URL%/*}/$PG_DB"
+    unpin_postgres
     psql "$PG_URL" -qAt -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
     PG_CREATED=0
 fi
@@ -548,7 +587,9 @@ summary() {
     for backend in sqlite postgres; do
         if [ -n "${P_LINE[$backend]:-}" ]; then
             l=${P_LINE[$backend]}
-            echo "| $backend | $(kv "$l" publishes_per_s) | $(kv "$l" p50_ms) | $(kv "$l" p99_ms) | $(kv "$l" errors) ($(kv "$l" errors_by_kind)) | $(kv "$l" server_core_busy)% ($(kv "$l" server_core_tasks)%, $(kv "$l" server_process)%) |"
+            label=$backend
+            [ "$backend" = sqlite ] || label="$backend (its processes $PG_PINNED_NOTE)"
+            echo "| $label | $(kv "$l" publishes_per_s) | $(kv "$l" p50_ms) | $(kv "$l" p99_ms) | $(kv "$l" errors) ($(kv "$l" errors_by_kind)) | $(kv "$l" server_core_busy)% ($(kv "$l" server_core_tasks)%, $(kv "$l" server_process)%) |"
         else
             echo "| $backend | ${P_NOTE[$backend]:-not run} | | | | |"
         fi
@@ -598,8 +639,8 @@ summary() {
     for backend in sqlite postgres; do
         if [ -n "${P_LINE[$backend]:-}" ]; then
             r=$(kv "${P_LINE[$backend]}" publishes_per_s)
-            # PostgreSQL is not pinned and works on both cores: that run cannot be judged
-            # disturbed from the server core alone.
+            # PostgreSQL's own processes may run on the client core (--pg-unpinned, or a
+            # server elsewhere): that run is not judged disturbed from the server core alone.
             if [ "$backend" = sqlite ]; then l=${P_LINE[$backend]}; else l=""; fi
             echo "| >= 500 publishes/s on $backend | $r/s | $(verdict "$r >= 500" ${l:+"$l"}) |"
         else
