@@ -32,6 +32,8 @@ pub struct AppState {
     /// Batches committed, and the requests' writes they held (for `/metrics`).
     batches_committed: AtomicU64,
     batched_writes: AtomicU64,
+    /// When free memory was last returned to the system (Unix milliseconds).
+    last_trim_ms: AtomicI64,
     /// Serializes catching up with the changes log, so that snapshots follow the log in
     /// order and every change reaches `events` once.
     sync_lock: Mutex<()>,
@@ -112,6 +114,10 @@ fn in_savepoint(
 /// commits, so a long one would delay everybody behind it.
 const MAX_BATCH: usize = 64;
 
+/// How often, at most, a catch-up under a steady stream of writes returns free memory to
+/// the system (a few milliseconds' walk of the allocator's free lists each time).
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How many changes of the log one step of [`AppState::catch_up`] applies.
 const CATCH_UP_BATCH: usize = 1000;
 
@@ -156,6 +162,7 @@ impl AppState {
             queued_writes: Mutex::new(VecDeque::new()),
             batches_committed: AtomicU64::new(0),
             batched_writes: AtomicU64::new(0),
+            last_trim_ms: AtomicI64::new(0),
             sync_lock: Mutex::new(()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             instance_id: uuid::Uuid::now_v7().to_string(),
@@ -193,12 +200,25 @@ impl AppState {
                 break;
             }
         }
-        if applied >= CATCH_UP_BATCH {
-            // A large catch-up (an import) freed much more than it kept; hand the freed
-            // pages back rather than let the process stay at its peak.
+        if applied >= CATCH_UP_BATCH || (applied > 0 && self.trim_due()) {
+            // A large catch-up (an import) freed much more than it kept; a steady stream
+            // of writes frees the answers and snapshot nodes it replaces all over the
+            // heap. Hand the freed pages back rather than let the process creep up.
             release_free_memory();
         }
         Ok(applied)
+    }
+
+    /// Whether [`TRIM_EVERY`] has passed since the last return of free memory (and if so,
+    /// starts the next period).
+    fn trim_due(&self) -> bool {
+        let now = store::now().timestamp_millis();
+        let last = self.last_trim_ms.load(Ordering::Relaxed);
+        now - last >= TRIM_EVERY.as_millis() as i64
+            && self
+                .last_trim_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Applies at most [`CATCH_UP_BATCH`] changes; returns how many.
