@@ -651,7 +651,7 @@ pub(crate) fn retire_row_as(
     row.retire_reason = Some(reason.trim().to_owned());
     row.updated_at = to_db(now);
     row.version += 1;
-    let orgs = organization_names(conn)?;
+    let orgs = organization_names_of(conn, &row)?;
     let number = number_view(&row, atlas, &orgs)
         .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
     append_change(conn, now, kind, &number.id, &number)?;
@@ -846,6 +846,33 @@ pub(crate) fn organization_names(conn: &mut DbConnection) -> QueryResult<HashMap
     Ok(rows.into_iter().collect())
 }
 
+/// The names of the organizations one stored number names (its publisher, the one that
+/// verified it): what its public view needs, not every organization's.
+fn organization_names_of(
+    conn: &mut DbConnection,
+    row: &NumberRow,
+) -> QueryResult<HashMap<String, String>> {
+    let mut names = HashMap::new();
+    // One lookup by key each (a statement prepared once), rather than an `IN` list.
+    for id in [row.organization_id.as_deref(), row.verified_by.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        if names.contains_key(id) {
+            continue;
+        }
+        let name: Option<String> = schema::organizations::table
+            .find(id)
+            .select(schema::organizations::name)
+            .first(conn)
+            .optional()?;
+        if let Some(name) = name {
+            names.insert(id.to_owned(), name);
+        }
+    }
+    Ok(names)
+}
+
 pub(crate) fn org_ref(id: &str, orgs: &HashMap<String, String>) -> OrganizationRef {
     OrganizationRef {
         id: id.to_owned(),
@@ -1021,7 +1048,7 @@ pub fn public_number(
     let Some(row) = row else {
         return Ok(None);
     };
-    let orgs = organization_names(conn)?;
+    let orgs = organization_names_of(conn, &row)?;
     Ok(number_view(&row, atlas, &orgs))
 }
 
@@ -1164,7 +1191,7 @@ pub fn correct_number(
                 current: row.version,
             });
         }
-        let orgs = organization_names(conn)?;
+        let orgs = organization_names_of(conn, &row)?;
         let number = number_view(&row, atlas, &orgs)
             .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
         append_change(
