@@ -98,15 +98,19 @@ fn in_savepoint(
     match (ended, completion) {
         (Ok(()) | Err(SavepointEnd::Undone), Some(complete)) => Ok(complete),
         (Err(SavepointEnd::Broken(e)), complete) => {
-            // The write's own outcome does not stand: its caller hears the batch's failure.
+            // The write's own outcome does not stand: its caller hears what broke (storage
+            // gone is a 503, like any write's), the rest of the batch that the
+            // transaction cannot go on.
             if let Some(complete) = complete {
-                complete(Some(&ApiError::from(StoreError::Db(
-                    diesel::result::Error::RollbackTransaction,
-                ))));
+                complete(Some(&ApiError::from(e)));
             }
-            Err(e)
+            Err(StoreError::Db(
+                diesel::result::Error::BrokenTransactionManager,
+            ))
         }
-        (_, None) => Err(StoreError::Db(diesel::result::Error::RollbackTransaction)),
+        (_, None) => Err(StoreError::Db(
+            diesel::result::Error::BrokenTransactionManager,
+        )),
     }
 }
 
