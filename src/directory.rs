@@ -348,29 +348,6 @@ impl Directory {
         chain(&self.atlas, place)
     }
 
-    /// The active outages of `service` that cover a territory of `chain`.
-    pub fn outages_covering<'a>(
-        &'a self,
-        service: &'a str,
-        chain: &'a [Territory],
-    ) -> impl Iterator<Item = &'a Arc<Outage>> + 'a {
-        self.active
-            .iter()
-            .filter(move |(t, o)| chain.contains(t) && o.services.iter().any(|s| s == service))
-            .map(|(_, o)| o)
-    }
-
-    /// The numbers in force for `service` at the most specific level of `chain` that has
-    /// any: arrondissement, commune, département, zone, then national.
-    pub fn numbers_for(
-        &self,
-        service: &str,
-        chain: &[Territory],
-        now: DateTime<Utc>,
-    ) -> Vec<PublicNumber> {
-        self.place_view(chain).numbers_for(service, now)
-    }
-
     /// What the lookups of one place read, looked up once for all the services of the
     /// catalogue: its chain's lists of numbers and the active outages that cover it.
     pub fn place_view<'a>(&'a self, chain: &'a [Territory]) -> PlaceView<'a> {
@@ -481,7 +458,8 @@ pub struct PlaceView<'a> {
 }
 
 impl<'a> PlaceView<'a> {
-    /// [`Directory::numbers_for`] of this place.
+    /// The numbers in force for `service` at the most specific level of the chain that
+    /// has any: arrondissement, commune, département, zone, then national.
     pub fn numbers_for(&self, service: &str, now: DateTime<Utc>) -> Vec<PublicNumber> {
         for list in &self.lists {
             let in_force = in_force_in(list, service, now);
@@ -492,7 +470,7 @@ impl<'a> PlaceView<'a> {
         Vec::new()
     }
 
-    /// [`Directory::outages_covering`] of this place.
+    /// The active outages of `service` that cover a territory of the chain.
     pub fn outages_covering<'b>(
         &'b self,
         service: &'b str,
