@@ -3,9 +3,12 @@
 //! In a crisis nearly every read is `GET /v1/lookup?postcode=`, over a few thousand
 //! postcodes. The answer of every postcode asked so far is kept rendered, as pieces that
 //! share the numbers' JSON with the snapshot, with its weak ETag; a request copies the
-//! pieces and the snapshot time into one buffer. The cache is shared by the snapshots of a
-//! lineage and an answer holds until a change reaches its postcode, so a publication in
-//! Gironde leaves the rest of the country's answers warm.
+//! pieces and the snapshot time into one buffer. An answer is made of its communes'
+//! sections, each rendered once for every answer that lists the commune (its postcodes,
+//! its INSEE code). The cache is shared by the snapshots of a lineage, and a section or an
+//! answer holds until a change reaches its commune or postcode: a publication in a
+//! commune of Gironde re-renders that commune's section and re-assembles the answers of
+//! its postcodes, and leaves the rest of the country's answers warm.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -21,18 +24,23 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::atlas::Atlas;
-use crate::directory::{chain, places_for_postcode};
+use crate::directory::{chain, places_for_postcode, Place};
 use crate::domain::Territory;
-use crate::lookup::{LookupCommune, LookupResponse, LookupService, ServiceStatus};
+use crate::lookup::{LookupCommune, LookupResponse, LookupService, ServiceStatus, DEMO_NOTICE};
 use crate::public_number::PublicNumber;
 
-/// Postcodes by position, which postcodes each territory reaches, and how much memory
-/// the rendered answers may take.
+/// Postcodes and places by position, which of them each territory reaches, and how much
+/// memory the rendered answers may take.
 #[derive(Debug)]
 pub struct PostcodeIndex {
     position: HashMap<String, usize>,
     /// For each territory, the positions of the postcodes with a commune inside it.
     reach: HashMap<Territory, Vec<usize>>,
+    /// The places a lookup can name (every commune, and every municipal arrondissement
+    /// with its commune), by the INSEE code of the narrowest of the two.
+    places: HashMap<String, usize>,
+    /// For each territory but the national one, the positions of the places inside it.
+    place_reach: HashMap<Territory, Vec<u32>>,
     budget: Arc<CacheBudget>,
 }
 
@@ -67,6 +75,15 @@ impl CacheBudget {
 /// The default of the answer cache budget, in MiB.
 pub const DEFAULT_ANSWER_CACHE_MB: usize = 96;
 
+/// The territories whose changes reach `place`: its chain, and the commune itself when
+/// the place is an arrondissement (a number of the whole city reaches it).
+fn reaching(atlas: &Atlas, place: Place<'_>) -> impl Iterator<Item = Territory> {
+    let city = place
+        .arrondissement
+        .and_then(|_| Territory::parse("commune", &place.commune.insee).ok());
+    chain(atlas, place).into_iter().chain(city)
+}
+
 impl PostcodeIndex {
     pub fn build(atlas: &Atlas) -> PostcodeIndex {
         Self::with_budget(atlas, DEFAULT_ANSWER_CACHE_MB << 20)
@@ -78,17 +95,33 @@ impl PostcodeIndex {
         codes.sort_unstable();
         let mut reach: HashMap<Territory, Vec<usize>> = HashMap::new();
         for (i, code) in codes.iter().enumerate() {
-            let mut territories: HashSet<Territory> = HashSet::new();
-            for place in places_for_postcode(atlas, code).unwrap_or_default() {
-                territories.extend(chain(atlas, place));
-                // The commune itself too when the postcode names an arrondissement: a
-                // number of the whole city reaches it.
-                if let Ok(t) = Territory::parse("commune", &place.commune.insee) {
-                    territories.insert(t);
-                }
-            }
+            let territories: HashSet<Territory> = places_for_postcode(atlas, code)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|place| reaching(atlas, place))
+                .collect();
             for t in territories {
                 reach.entry(t).or_default().push(i);
+            }
+        }
+        let mut places = HashMap::new();
+        let mut place_reach: HashMap<Territory, Vec<u32>> = HashMap::new();
+        for c in atlas.communes() {
+            let place = match c.parent.as_deref().and_then(|p| atlas.commune(p)) {
+                Some(city) => Place {
+                    commune: city,
+                    arrondissement: Some(c),
+                },
+                None => Place {
+                    commune: c,
+                    arrondissement: None,
+                },
+            };
+            let i = places.len();
+            places.insert(c.insee.clone(), i);
+            // A national change reaches every place: `touch` needs no list for it.
+            for t in reaching(atlas, place).filter(|t| *t != Territory::National) {
+                place_reach.entry(t).or_default().push(i as u32);
             }
         }
         PostcodeIndex {
@@ -98,6 +131,8 @@ impl PostcodeIndex {
                 .map(|(i, c)| ((*c).to_owned(), i))
                 .collect(),
             reach,
+            places,
+            place_reach,
             budget: Arc::new(CacheBudget {
                 limit: budget_bytes,
                 used: AtomicUsize::new(0),
@@ -121,79 +156,68 @@ impl PostcodeIndex {
         self.position.get(postcode).copied()
     }
 
+    /// The position of the place whose narrowest part (arrondissement, else commune) has
+    /// this INSEE code.
+    pub fn place_position(&self, insee: &str) -> Option<usize> {
+        self.places.get(insee).copied()
+    }
+
     /// The postcodes whose answer a change at `territory` can alter.
     pub fn reached_by(&self, territory: &Territory) -> &[usize] {
         self.reach.get(territory).map(Vec::as_slice).unwrap_or(&[])
     }
+
+    /// The places whose section a change at `territory` (not national) can alter.
+    fn places_reached_by(&self, territory: &Territory) -> &[u32] {
+        self.place_reach
+            .get(territory)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
 }
 
-/// The rendered answers of one lineage of snapshots (a snapshot loaded from storage and
-/// the ones made from it by applying changes), one slot per postcode, filled on first
-/// use and shared by every snapshot of the lineage.
-///
-/// Each slot remembers the sequence of the last change that reached its postcode
-/// (`touched`); an answer rendered from the snapshot at sequence R holds for a snapshot at
-/// sequence S when no change reached it since the older of the two: `touched <= min(R, S)`.
-/// So a new snapshot costs one store per postcode its changes reach, and requests still on
-/// the previous snapshot keep their answers.
+/// The rendered lookup answers of one lineage of snapshots (a snapshot loaded from
+/// storage and the ones made from it by applying changes), shared by every snapshot of
+/// the lineage: one slot per postcode for its whole answer, and one slot per place for its
+/// commune's section, which the answers of its postcodes and of its INSEE code are
+/// assembled from. A change re-renders only the sections of the places it reaches; the
+/// answer of a postcode it reaches is assembled again from its sections, most of which
+/// still hold.
 #[derive(Debug)]
 pub struct AnswerCache {
-    slots: Box<[Slot]>,
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    answer: RwLock<Option<Arc<RenderedAnswer>>>,
-    touched: AtomicI64,
-}
-
-impl Slot {
-    fn read(&self) -> Option<Arc<RenderedAnswer>> {
-        self.answer
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn holds(&self, answer: &RenderedAnswer, seq: i64, now: DateTime<Utc>) -> bool {
-        self.touched.load(Ordering::Acquire) <= answer.seq.min(seq) && answer.holds_at(now)
-    }
+    postcodes: Slots<RenderedAnswer>,
+    sections: Slots<CommuneSection>,
 }
 
 impl AnswerCache {
-    pub fn new(len: usize) -> AnswerCache {
+    pub fn new(index: &PostcodeIndex) -> AnswerCache {
         AnswerCache {
-            slots: (0..len).map(|_| Slot::default()).collect(),
+            postcodes: Slots::new(index.len()),
+            sections: Slots::new(index.places.len()),
         }
     }
 
-    /// Records that the change at `seq` reaches every postcode of `touched` territories:
-    /// their answers rendered before it no longer hold for the snapshots from `seq` on.
-    /// Called before the snapshot at `seq` is served.
+    /// Records that the change at `seq` reaches every postcode and place of `touched`
+    /// territories: what was rendered for them before it no longer holds for the
+    /// snapshots from `seq` on. Called before the snapshot at `seq` is served.
     pub fn touch(&self, index: &PostcodeIndex, touched: &HashSet<Territory>, seq: i64) {
         if touched.contains(&Territory::National) {
-            (0..self.slots.len()).for_each(|i| self.mark(i, seq));
+            self.postcodes.mark_all(seq);
+            self.sections.mark_all(seq);
             return;
         }
         for t in touched {
             for &i in index.reached_by(t) {
-                self.mark(i, seq);
+                self.postcodes.mark(i, seq);
+            }
+            for &i in index.places_reached_by(t) {
+                self.sections.mark(i as usize, seq);
             }
         }
     }
 
-    /// Records that the change at `seq` reaches the postcode at `position`.
-    fn mark(&self, position: usize, seq: i64) {
-        self.slots[position]
-            .touched
-            .fetch_max(seq, Ordering::AcqRel);
-    }
-
-    /// The answer at `position` for the snapshot at `seq`, rendered by `render` if none
-    /// holds (none yet, a change reached it, or a number of it entered or left its
-    /// validity since). A fresh answer is kept unless a later change already reached it,
-    /// or the budget is spent.
-    pub fn get_or_render(
+    /// The answer of the postcode at `position` (see [`Slots::get_or_render`]).
+    pub fn postcode_answer(
         &self,
         position: usize,
         seq: i64,
@@ -201,16 +225,150 @@ impl AnswerCache {
         budget: &Arc<CacheBudget>,
         render: impl FnOnce() -> RenderedAnswer,
     ) -> Arc<RenderedAnswer> {
-        let slot = &self.slots[position];
-        if let Some(answer) = slot.read() {
-            if slot.holds(&answer, seq, now) {
-                return answer;
+        self.postcodes
+            .get_or_render(position, seq, now, budget, render)
+    }
+
+    /// The section of the place at `position` (see [`Slots::get_or_render`]).
+    pub fn section(
+        &self,
+        position: usize,
+        seq: i64,
+        now: DateTime<Utc>,
+        budget: &Arc<CacheBudget>,
+        render: impl FnOnce() -> CommuneSection,
+    ) -> Arc<CommuneSection> {
+        self.sections
+            .get_or_render(position, seq, now, budget, render)
+    }
+
+    /// How many postcode answers hold for the snapshot at `seq` (for tests and metrics).
+    pub fn rendered(&self, seq: i64, now: DateTime<Utc>) -> usize {
+        self.postcodes.rendered(seq, now)
+    }
+}
+
+/// What a rendering kept in a slot knows of its own validity: the snapshot it was
+/// rendered from, when a number of it enters or leaves its validity, and the budget it
+/// counts against while kept (released when it is dropped).
+#[derive(Debug)]
+pub struct Validity {
+    /// The sequence of the snapshot it was rendered from.
+    seq: i64,
+    /// It was computed for a time before this instant, when a number of it enters or
+    /// leaves its validity.
+    holds_until: Option<DateTime<Utc>>,
+    accounted: Option<(Arc<CacheBudget>, usize)>,
+}
+
+impl Validity {
+    fn new(seq: i64, holds_until: Option<DateTime<Utc>>) -> Validity {
+        Validity {
+            seq,
+            holds_until,
+            accounted: None,
+        }
+    }
+
+    fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        self.holds_until.is_none_or(|until| now < until)
+    }
+}
+
+impl Drop for Validity {
+    fn drop(&mut self) {
+        if let Some((budget, size)) = &self.accounted {
+            budget.release(*size);
+        }
+    }
+}
+
+/// A rendering a [`Slots`] cache can keep.
+pub trait Kept {
+    /// The memory it holds of its own (what it shares belongs to others).
+    fn size(&self) -> usize;
+    fn validity(&self) -> &Validity;
+    fn validity_mut(&mut self) -> &mut Validity;
+}
+
+/// One slot per postcode or place, filled on first use.
+///
+/// Each slot remembers the sequence of the last change that reached it (`touched`); a
+/// rendering made from the snapshot at sequence R holds for a snapshot at sequence S when
+/// no change reached it since the older of the two: `touched <= min(R, S)`. So a new
+/// snapshot costs one store per slot its changes reach, and requests still on the
+/// previous snapshot keep their answers.
+#[derive(Debug)]
+pub struct Slots<T> {
+    slots: Box<[Slot<T>]>,
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    kept: RwLock<Option<Arc<T>>>,
+    touched: AtomicI64,
+}
+
+impl<T: Kept> Slot<T> {
+    fn read(&self) -> Option<Arc<T>> {
+        self.kept.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn holds(&self, kept: &T, seq: i64, now: DateTime<Utc>) -> bool {
+        let validity = kept.validity();
+        self.touched.load(Ordering::Acquire) <= validity.seq.min(seq) && validity.holds_at(now)
+    }
+}
+
+impl<T: Kept> Slots<T> {
+    pub fn new(len: usize) -> Slots<T> {
+        Slots {
+            slots: (0..len)
+                .map(|_| Slot {
+                    kept: RwLock::new(None),
+                    touched: AtomicI64::new(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// Records that the change at `seq` reaches the slot at `position`.
+    fn mark(&self, position: usize, seq: i64) {
+        if let Some(slot) = self.slots.get(position) {
+            slot.touched.fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
+    fn mark_all(&self, seq: i64) {
+        for slot in self.slots.iter() {
+            slot.touched.fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
+    /// The rendering at `position` for the snapshot at `seq`, made by `render` if none
+    /// holds (none yet, a change reached it, or a number of it entered or left its
+    /// validity since). A fresh one is kept unless a later change already reached it, or
+    /// the budget is spent.
+    pub fn get_or_render(
+        &self,
+        position: usize,
+        seq: i64,
+        now: DateTime<Utc>,
+        budget: &Arc<CacheBudget>,
+        render: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let Some(slot) = self.slots.get(position) else {
+            return Arc::new(render());
+        };
+        if let Some(kept) = slot.read() {
+            if slot.holds(&kept, seq, now) {
+                return kept;
             }
         }
         let mut fresh = render();
-        if fresh.seq < slot.touched.load(Ordering::Acquire) {
+        if fresh.validity().seq < slot.touched.load(Ordering::Acquire) {
             // Rendered from a snapshot a newer change already superseded: this request's
-            // answer, nobody else's.
+            // rendering, nobody else's.
             return Arc::new(fresh);
         }
         let size = fresh.size();
@@ -218,21 +376,24 @@ impl AnswerCache {
             // Over budget: served, not kept.
             return Arc::new(fresh);
         }
-        fresh.accounted = Some((budget.clone(), size));
+        fresh.validity_mut().accounted = Some((budget.clone(), size));
         let fresh = Arc::new(fresh);
-        let mut kept = slot.answer.write().unwrap_or_else(|p| p.into_inner());
-        // Two requests may render the same answer at once; the newer snapshot's stays.
-        if kept.as_ref().is_none_or(|k| k.seq <= fresh.seq) {
+        let mut kept = slot.kept.write().unwrap_or_else(|p| p.into_inner());
+        // Two requests may render the same slot at once; the newer snapshot's stays.
+        if kept
+            .as_ref()
+            .is_none_or(|k| k.validity().seq <= fresh.validity().seq)
+        {
             *kept = Some(fresh.clone());
         }
         fresh
     }
 
-    /// How many answers hold for the snapshot at `seq` (for tests and metrics).
+    /// How many renderings hold for the snapshot at `seq` (for tests and metrics).
     pub fn rendered(&self, seq: i64, now: DateTime<Utc>) -> usize {
         self.slots
             .iter()
-            .filter(|s| s.read().is_some_and(|a| s.holds(&a, seq, now)))
+            .filter(|s| s.read().is_some_and(|k| s.holds(&k, seq, now)))
             .count()
     }
 }
@@ -240,7 +401,7 @@ impl AnswerCache {
 /// A part of a rendered JSON answer.
 #[derive(Debug)]
 enum Piece {
-    /// Bytes of the answer's own buffer (`glue`), from..to.
+    /// Bytes of the rendering's own buffer (`glue`), from..to.
     Glue(u32, u32),
     /// A number's JSON, shared with the snapshot and every other answer listing it.
     Number(PublicNumber),
@@ -248,14 +409,132 @@ enum Piece {
     Shared(&'static String),
     /// The value of `generated_at`: the time of the snapshot that serves the request.
     GeneratedAt,
+    /// A commune's section, shared by every answer listing the commune.
+    Section(Arc<CommuneSection>),
+}
+
+/// What a rendering says, as a digest (to make validators), and the length of its JSON
+/// without the value of `generated_at`.
+///
+/// A number is named by its id and version rather than its JSON (a number's JSON is a
+/// function of both, and this is a tenth of the bytes: renderings are on the write path),
+/// a section by its own digest. The same content gets the same digest on every instance.
+fn substance(glue: &[u8], pieces: &[Piece]) -> ([u8; 32], usize) {
+    let mut digest = Sha256::new();
+    let mut json_len = 0;
+    for piece in pieces {
+        match piece {
+            Piece::Glue(from, to) => {
+                digest.update(&glue[*from as usize..*to as usize]);
+                json_len += (to - from) as usize;
+            }
+            Piece::Number(n) => {
+                digest.update(b"\0number ");
+                digest.update(n.id().as_bytes());
+                digest.update(n.version().to_be_bytes());
+                json_len += n.json_bytes().len();
+            }
+            Piece::Shared(text) => {
+                digest.update(text.as_bytes());
+                json_len += text.len();
+            }
+            Piece::GeneratedAt => {}
+            Piece::Section(section) => {
+                digest.update(b"\0section ");
+                digest.update(section.digest);
+                json_len += section.json_len;
+            }
+        }
+    }
+    (digest.finalize().into(), json_len)
+}
+
+/// Calls `f` with every part of the JSON of `pieces` in order, `generated_at` for its
+/// value, descending into sections.
+fn each_part(glue: &[u8], pieces: &[Piece], generated_at: &[u8], f: &mut impl FnMut(&[u8])) {
+    // The numbers' JSON lies all over the heap: ask for the memory of the ones a few
+    // pieces ahead while copying this one, so the fetches overlap.
+    const AHEAD: usize = 6;
+    for piece in pieces.iter().take(AHEAD) {
+        prefetch(piece);
+    }
+    for (i, piece) in pieces.iter().enumerate() {
+        if let Some(ahead) = pieces.get(i + AHEAD) {
+            prefetch(ahead);
+        }
+        match piece {
+            Piece::Glue(from, to) => f(&glue[*from as usize..*to as usize]),
+            Piece::Number(n) => f(n.json_bytes()),
+            Piece::Shared(text) => f(text.as_bytes()),
+            Piece::GeneratedAt => f(generated_at),
+            Piece::Section(section) => each_part(&section.glue, &section.pieces, generated_at, f),
+        }
+    }
+}
+
+/// One commune's part of the lookup answers (`{"insee":…,"services":[…]}`), rendered
+/// once and shared by the answers of every postcode that serves the commune and of its
+/// INSEE code, until a change reaches it.
+#[derive(Debug)]
+pub struct CommuneSection {
+    glue: Box<[u8]>,
+    /// Glue, numbers and shared text only.
+    pieces: Box<[Piece]>,
+    json_len: usize,
+    digest: [u8; 32],
+    /// Whether a number or an outage of it is historical demonstration data.
+    demo: bool,
+    validity: Validity,
+}
+
+impl CommuneSection {
+    /// Renders `commune` (`demo` if any of its numbers or outages is demonstration data),
+    /// computed from the snapshot at `seq`, which holds until `holds_until`.
+    pub fn new(
+        commune: &LookupCommune,
+        demo: bool,
+        seq: i64,
+        holds_until: Option<DateTime<Utc>>,
+    ) -> CommuneSection {
+        let mut json = JsonPieces::default();
+        json.commune(commune);
+        let (glue, pieces) = json.finish();
+        let (digest, json_len) = substance(&glue, &pieces);
+        CommuneSection {
+            glue,
+            pieces,
+            json_len,
+            digest,
+            demo,
+            validity: Validity::new(seq, holds_until),
+        }
+    }
+}
+
+impl Kept for CommuneSection {
+    fn size(&self) -> usize {
+        self.glue.len()
+            + self.pieces.len() * std::mem::size_of::<Piece>()
+            + std::mem::size_of::<Self>()
+            + 64
+    }
+
+    fn validity(&self) -> &Validity {
+        &self.validity
+    }
+
+    fn validity_mut(&mut self) -> &mut Validity {
+        &mut self.validity
+    }
 }
 
 /// One lookup answer, as JSON and as text, with everything but the snapshot time.
 ///
-/// The JSON is kept as a list of pieces: the numbers' JSON, shared with the snapshot, and
-/// the answer's own bytes in between. Kept whole, the answers of all 6,310 postcodes of a
-/// dense directory would take 300 MB (each lists some 70 numbers); as pieces they take a
-/// tenth of that, and a request copies them into one buffer.
+/// The JSON is kept as pieces: the answer's own bytes (the postcode, `demo`...) and its
+/// communes' sections, whose pieces are the numbers' JSON, shared with the snapshot, and
+/// the commune's own bytes. Kept whole, the answers of all 6,310 postcodes of a dense
+/// directory would take 300 MB (each lists some 70 numbers); as pieces they take a tenth
+/// of that, and a request copies them into one buffer.
 #[derive(Debug)]
 pub struct RenderedAnswer {
     glue: Box<[u8]>,
@@ -266,105 +545,91 @@ pub struct RenderedAnswer {
     /// The text answer without its last line (the time of the data), and its ETag:
     /// rendered when first asked for (most clients want JSON).
     text: OnceLock<(Bytes, HeaderValue)>,
-    /// The sequence of the snapshot it was rendered from.
-    seq: i64,
-    /// The answer was computed for a time before this instant, when a number of it enters
-    /// or leaves its validity.
-    holds_until: Option<DateTime<Utc>>,
-    /// The budget this answer counts against while it is kept, and its size.
-    accounted: Option<(Arc<CacheBudget>, usize)>,
+    validity: Validity,
 }
 
-impl Drop for RenderedAnswer {
-    fn drop(&mut self) {
-        if let Some((budget, size)) = &self.accounted {
-            budget.release(*size);
-        }
-    }
-}
-
-impl RenderedAnswer {
-    /// Renders `answer`, computed from the snapshot at `seq`, which holds until
-    /// `holds_until`.
-    pub fn new(
-        answer: &LookupResponse,
-        seq: i64,
-        holds_until: Option<DateTime<Utc>>,
-    ) -> RenderedAnswer {
-        let mut json = JsonPieces::default();
-        json.response(answer);
-        let (glue, pieces) = json.finish();
-        let mut rendered = RenderedAnswer {
-            json_len: 0,
-            json_etag: HeaderValue::from_static("W/\"0\""),
-            text: OnceLock::new(),
-            glue,
-            pieces,
-            seq,
-            holds_until,
-            accounted: None,
-        };
-        // The validator hashes what the answer says, naming each number by its id and
-        // version rather than reading its JSON again: a number's JSON is a function of
-        // both, and this is a tenth of the bytes (re-rendered answers are on the write
-        // path). The same answer gets the same ETag on every instance.
-        let mut substance = Sha256::new();
-        let mut json_len = 0;
-        for piece in &rendered.pieces {
-            match piece {
-                Piece::Glue(from, to) => {
-                    substance.update(&rendered.glue[*from as usize..*to as usize]);
-                    json_len += (to - from) as usize;
-                }
-                Piece::Number(n) => {
-                    substance.update(b"\0number ");
-                    substance.update(n.id().as_bytes());
-                    substance.update(n.version().to_be_bytes());
-                    json_len += n.json_bytes().len();
-                }
-                Piece::Shared(text) => {
-                    substance.update(text.as_bytes());
-                    json_len += text.len();
-                }
-                Piece::GeneratedAt => {}
-            }
-        }
-        rendered.json_len = json_len;
-        rendered.json_etag = etag_of(substance.finalize().as_slice());
-        rendered
-    }
-
-    /// Calls `f` with every part of the JSON in order, `generated_at` for its value.
-    fn for_each_part(&self, generated_at: &[u8], mut f: impl FnMut(&[u8])) {
-        // The numbers' JSON lies all over the heap: ask for the memory of the ones a few
-        // pieces ahead while copying this one, so the fetches overlap.
-        const AHEAD: usize = 6;
-        for piece in self.pieces.iter().take(AHEAD) {
-            prefetch(piece);
-        }
-        for (i, piece) in self.pieces.iter().enumerate() {
-            if let Some(ahead) = self.pieces.get(i + AHEAD) {
-                prefetch(ahead);
-            }
-            match piece {
-                Piece::Glue(from, to) => f(&self.glue[*from as usize..*to as usize]),
-                Piece::Number(n) => f(n.json_bytes()),
-                Piece::Shared(text) => f(text.as_bytes()),
-                Piece::GeneratedAt => f(generated_at),
-            }
-        }
-    }
-
-    /// The memory it holds of its own (the numbers' JSON belongs to the snapshot).
-    pub fn size(&self) -> usize {
+impl Kept for RenderedAnswer {
+    /// Its sections count for themselves.
+    fn size(&self) -> usize {
         self.glue.len()
             + self.pieces.len() * std::mem::size_of::<Piece>()
             + std::mem::size_of::<Self>()
             + 128
     }
 
+    fn validity(&self) -> &Validity {
+        &self.validity
+    }
+
+    fn validity_mut(&mut self) -> &mut Validity {
+        &mut self.validity
+    }
+}
+
+impl RenderedAnswer {
+    /// Renders `answer` whole, computed from the snapshot at `seq`, which holds until
+    /// `holds_until`: the bytes and validator that [`RenderedAnswer::assemble`] gives
+    /// from the same communes' sections.
+    pub fn new(
+        answer: &LookupResponse,
+        seq: i64,
+        holds_until: Option<DateTime<Utc>>,
+    ) -> RenderedAnswer {
+        let sections = answer
+            .communes
+            .iter()
+            .map(|c| Arc::new(CommuneSection::new(c, answer.demo, seq, holds_until)))
+            .collect();
+        Self::assemble_with(
+            answer.postcode.as_deref(),
+            answer.insee.as_deref(),
+            sections,
+            answer.demo,
+            seq,
+        )
+    }
+
+    /// The answer for a postcode or an INSEE code made of its communes' sections, from
+    /// the snapshot at `seq`: it holds while they all do.
+    pub fn assemble(
+        postcode: Option<&str>,
+        insee: Option<&str>,
+        sections: Vec<Arc<CommuneSection>>,
+        seq: i64,
+    ) -> RenderedAnswer {
+        let demo = sections.iter().any(|s| s.demo);
+        Self::assemble_with(postcode, insee, sections, demo, seq)
+    }
+
+    fn assemble_with(
+        postcode: Option<&str>,
+        insee: Option<&str>,
+        sections: Vec<Arc<CommuneSection>>,
+        demo: bool,
+        seq: i64,
+    ) -> RenderedAnswer {
+        let holds_until = sections.iter().filter_map(|s| s.validity.holds_until).min();
+        let mut json = JsonPieces::default();
+        json.response(postcode, insee, demo, sections);
+        let (glue, pieces) = json.finish();
+        let (digest, json_len) = substance(&glue, &pieces);
+        RenderedAnswer {
+            glue,
+            pieces,
+            json_len,
+            json_etag: etag_of(&digest),
+            text: OnceLock::new(),
+            validity: Validity::new(seq, holds_until),
+        }
+    }
+
+    /// Calls `f` with every part of the JSON in order, `generated_at` for its value.
+    fn for_each_part(&self, generated_at: &[u8], mut f: impl FnMut(&[u8])) {
+        each_part(&self.glue, &self.pieces, generated_at, &mut f);
+    }
+
     pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
-        self.holds_until.is_none_or(|until| now < until)
+        self.validity.holds_at(now)
     }
 
     /// The JSON answer with `generated_at`, given as JSON (see
@@ -510,15 +775,21 @@ impl JsonPieces {
         self.raw("\":");
     }
 
-    fn response(&mut self, r: &LookupResponse) {
+    fn response(
+        &mut self,
+        postcode: Option<&str>,
+        insee: Option<&str>,
+        demo: bool,
+        sections: Vec<Arc<CommuneSection>>,
+    ) {
         self.raw("{");
         let mut first = true;
-        if let Some(p) = &r.postcode {
+        if let Some(p) = postcode {
             self.key(first, "postcode");
             self.string(p);
             first = false;
         }
-        if let Some(i) = &r.insee {
+        if let Some(i) = insee {
             self.key(first, "insee");
             self.string(i);
             first = false;
@@ -526,18 +797,18 @@ impl JsonPieces {
         self.key(first, "generated_at");
         self.piece(Piece::GeneratedAt);
         self.key(false, "demo");
-        self.raw(if r.demo { "true" } else { "false" });
-        if let Some(n) = &r.notice {
+        self.raw(if demo { "true" } else { "false" });
+        if demo {
             self.key(false, "notice");
-            self.string(n);
+            self.string(DEMO_NOTICE);
         }
         self.key(false, "communes");
         self.raw("[");
-        for (i, c) in r.communes.iter().enumerate() {
+        for (i, section) in sections.into_iter().enumerate() {
             if i > 0 {
                 self.raw(",");
             }
-            self.commune(c);
+            self.piece(Piece::Section(section));
         }
         self.raw("]}");
     }
@@ -726,7 +997,7 @@ mod tests {
             limit: 1 << 20,
             used: AtomicUsize::new(0),
         });
-        let cache = AnswerCache::new(2);
+        let cache = Slots::<RenderedAnswer>::new(2);
         let now = chrono::Utc::now();
         let at_5 = cache.get_or_render(0, 5, now, &budget, || answer_at(5));
         let other = cache.get_or_render(1, 5, now, &budget, || answer_at(5));
@@ -766,7 +1037,7 @@ mod tests {
             limit: size + size / 2,
             used: AtomicUsize::new(0),
         });
-        let cache = AnswerCache::new(3);
+        let cache = Slots::<RenderedAnswer>::new(3);
         let now = chrono::Utc::now();
         let first = cache.get_or_render(0, 0, now, &budget, answer);
         assert_eq!(budget.used(), size);

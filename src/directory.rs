@@ -11,7 +11,7 @@ use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use imbl::{OrdMap, OrdSet};
 
-use crate::answers::{AnswerCache, PostcodeIndex, RenderedAnswer};
+use crate::answers::{AnswerCache, CommuneSection, PostcodeIndex, RenderedAnswer};
 use crate::atlas::{Atlas, Commune};
 use crate::db::models::ChangeRow;
 use crate::domain::{Geography, Territory, TerritoryKind};
@@ -114,7 +114,7 @@ impl DirectoryBuilder {
         let mut outages: Vec<Arc<Outage>> = outages.into_iter().map(Arc::new).collect();
         outages.sort_by(by_declared_desc);
         Directory {
-            answers: Arc::new(AnswerCache::new(self.postcodes.len())),
+            answers: Arc::new(AnswerCache::new(&self.postcodes)),
             atlas: self.atlas,
             postcodes: self.postcodes,
             published: self.published,
@@ -316,10 +316,25 @@ impl Directory {
         let position = self.postcodes.position(postcode)?;
         Some(
             self.answers
-                .get_or_render(position, self.seq, now, self.postcodes.budget(), || {
+                .postcode_answer(position, self.seq, now, self.postcodes.budget(), || {
                     crate::lookup::render_postcode(self, postcode, now)
                 }),
         )
+    }
+
+    /// The section of a place's commune in the lookup answers, rendered once and reused
+    /// while nothing it shows changes.
+    pub fn section(&self, place: Place<'_>, now: DateTime<Utc>) -> Arc<CommuneSection> {
+        let narrowest = place.arrondissement.unwrap_or(place.commune);
+        match self.postcodes.place_position(&narrowest.insee) {
+            Some(position) => {
+                self.answers
+                    .section(position, self.seq, now, self.postcodes.budget(), || {
+                        crate::lookup::render_section(self, place, now)
+                    })
+            }
+            None => Arc::new(crate::lookup::render_section(self, place, now)),
+        }
     }
 
     /// The place an INSEE code names: an arrondissement resolves to its commune too.

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::answers::RenderedAnswer;
+use crate::answers::{CommuneSection, RenderedAnswer};
 use crate::directory::{Directory, Place};
+use crate::domain::Territory;
 use crate::public_number::PublicNumber;
 
 /// Whether a service's usual short number works.
@@ -106,18 +107,28 @@ pub struct LookupResponse {
 pub const DEMO_NOTICE: &str = "DÉMONSTRATION HISTORIQUE : données de la panne du 2 juin 2021, \
     à ne pas composer. En cas d'urgence, appelez les numéros habituels (15, 17, 18, 112).";
 
-fn commune_answer(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> LookupCommune {
+/// One commune's part of the answer, and whether a number or an outage of it is
+/// historical demonstration data. `chain` is the place's (see [`Directory::chain`]).
+fn commune_answer(
+    dir: &Directory,
+    place: Place<'_>,
+    chain: &[Territory],
+    now: DateTime<Utc>,
+) -> (LookupCommune, bool) {
     let atlas = dir.atlas();
-    let chain = dir.chain(place);
-    let view = dir.place_view(&chain);
+    let view = dir.place_view(chain);
+    let mut demo = false;
     let services = atlas
         .services()
         .iter()
         .map(|service| {
-            let outage_ids: Vec<String> = view
-                .outages_covering(&service.code)
-                .map(|o| o.id.clone())
-                .collect();
+            let mut outage_ids = Vec::new();
+            for o in view.outages_covering(&service.code) {
+                demo |= o.demo;
+                outage_ids.push(o.id.clone());
+            }
+            let numbers = view.numbers_for(&service.code, now);
+            demo |= numbers.iter().any(PublicNumber::demo);
             LookupService {
                 service: service.code.clone(),
                 name: service.name.clone(),
@@ -127,12 +138,12 @@ fn commune_answer(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> Look
                     ServiceStatus::Outage
                 },
                 outage_ids,
-                numbers: view.numbers_for(&service.code, now),
+                numbers,
             }
         })
         .collect();
     let c = place.commune;
-    LookupCommune {
+    let commune = LookupCommune {
         insee: c.insee.clone(),
         name: c.name.clone(),
         departement: DepartementRef {
@@ -147,7 +158,8 @@ fn commune_answer(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> Look
             name: a.name.clone(),
         }),
         services,
-    }
+    };
+    (commune, demo)
 }
 
 fn answer(
@@ -157,16 +169,15 @@ fn answer(
     insee: Option<String>,
     now: DateTime<Utc>,
 ) -> LookupResponse {
+    let mut demo = false;
     let communes: Vec<LookupCommune> = places
         .into_iter()
-        .map(|p| commune_answer(dir, p, now))
+        .map(|p| {
+            let (commune, commune_demo) = commune_answer(dir, p, &dir.chain(p), now);
+            demo |= commune_demo;
+            commune
+        })
         .collect();
-    let demo = communes.iter().flat_map(|c| &c.services).any(|s| {
-        s.numbers.iter().any(|n| n.demo())
-            || s.outage_ids
-                .iter()
-                .any(|id| dir.outages().iter().any(|o| o.id == *id && o.demo))
-    });
     LookupResponse {
         postcode,
         insee,
@@ -189,35 +200,38 @@ pub fn by_insee(dir: &Directory, insee: &str, now: DateTime<Utc>) -> Option<Look
     Some(answer(dir, vec![place], None, Some(insee.to_owned()), now))
 }
 
-/// The answer of a postcode the atlas knows, rendered for the cache of `dir` (see
-/// [`crate::answers`]): computed at `now`, stamped with the snapshot time.
-pub fn render_postcode(dir: &Directory, postcode: &str, now: DateTime<Utc>) -> RenderedAnswer {
-    let places = dir.places_for_postcode(postcode).unwrap_or_default();
-    render(dir, places, Some(postcode.to_owned()), None, now)
+/// The section of one place, rendered for the cache of `dir` (see [`crate::answers`]):
+/// computed at `now`, from the snapshot `dir`.
+pub fn render_section(dir: &Directory, place: Place<'_>, now: DateTime<Utc>) -> CommuneSection {
+    let chain = dir.chain(place);
+    let (commune, demo) = commune_answer(dir, place, &chain, now);
+    let holds_until = dir.next_validity_change(&chain, now);
+    CommuneSection::new(&commune, demo, dir.seq(), holds_until)
 }
 
-/// The answer of an INSEE code (commune or arrondissement), rendered for one request;
-/// `None` if the code is unknown.
+/// The answer of a postcode the atlas knows, assembled for the cache of `dir` from its
+/// communes' sections (see [`crate::answers`]), stamped with the snapshot time.
+pub fn render_postcode(dir: &Directory, postcode: &str, now: DateTime<Utc>) -> RenderedAnswer {
+    let sections = dir
+        .places_for_postcode(postcode)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|place| dir.section(place, now))
+        .collect();
+    RenderedAnswer::assemble(Some(postcode), None, sections, dir.seq())
+}
+
+/// The answer of an INSEE code (commune or arrondissement), assembled for one request
+/// from the commune's section; `None` if the code is unknown.
 pub fn render_insee(dir: &Directory, insee: &str, now: DateTime<Utc>) -> Option<RenderedAnswer> {
     let place = dir.place(insee)?;
-    Some(render(dir, vec![place], None, Some(insee.to_owned()), now))
-}
-
-fn render(
-    dir: &Directory,
-    places: Vec<Place<'_>>,
-    postcode: Option<String>,
-    insee: Option<String>,
-    now: DateTime<Utc>,
-) -> RenderedAnswer {
-    let holds_until = places
-        .iter()
-        .filter_map(|p| dir.next_validity_change(&dir.chain(*p), now))
-        .min();
-    let mut answer = answer(dir, places, postcode, insee, now);
-    // The snapshot's time, not the clock's: the data are those of the snapshot.
-    answer.generated_at = dir.built_at();
-    RenderedAnswer::new(&answer, dir.seq(), holds_until)
+    let section = dir.section(place, now);
+    Some(RenderedAnswer::assemble(
+        None,
+        Some(insee),
+        vec![section],
+        dir.seq(),
+    ))
 }
 
 /// The same answer as short French text, ready to post as is.

@@ -171,6 +171,13 @@ async fn lookup(app: &TestApp, postcode: &str) -> (Value, String) {
     (response.json().await.unwrap(), etag)
 }
 
+/// The JSON lookup of an INSEE code over HTTP.
+async fn lookup_insee(app: &TestApp, insee: &str) -> Value {
+    let response = app.get(&format!("/v1/lookup?insee={insee}")).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 fn all_phones(answer: &Value) -> Vec<String> {
     answer["communes"]
         .as_array()
@@ -249,6 +256,60 @@ backend_tests!(
             .await
             .unwrap();
         assert!(text.contains("17 Police - Gendarmerie en panne"), "{text}");
+    }
+);
+
+backend_tests!(
+    a_change_in_one_commune_renders_that_communes_section_again_and_no_other,
+    |app: TestApp| async move {
+        let org = app.organization("SDIS 89", "sdis").await;
+        // 89100 serves 18 communes, among them Sens (89387) and Collemiers (89113).
+        let sections = |insee: &str| {
+            let dir = app.state.directory();
+            let place = dir.place(insee).expect("known commune");
+            dir.section(place, store::now())
+        };
+        let before = answer_of(&app.state.directory(), "89100");
+        let (sens, collemiers) = (sections("89387"), sections("89113"));
+        assert!(
+            Arc::ptr_eq(&sens, &sections("89387")),
+            "kept between requests"
+        );
+
+        app.publish(Publish::new("18", "commune", "89387", "0386000001", &org))
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&sens, &sections("89387")));
+        assert!(Arc::ptr_eq(&collemiers, &sections("89113")));
+        // The postcode's answer, assembled again from its sections, shows the number, and
+        // is byte for byte what serde writes of the typed answer (`answer_of` checks).
+        let after = answer_of(&app.state.directory(), "89100");
+        assert_ne!(before, after);
+        assert!(all_phones(&after).contains(&"0386000001".to_owned()));
+        assert!(!all_phones(&before).contains(&"0386000001".to_owned()));
+        // The INSEE answer is assembled from the same section.
+        let by_insee = lookup_insee(&app, "89387").await;
+        let sens_json = after["communes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["insee"] == "89387")
+            .unwrap();
+        assert_eq!(&by_insee["communes"][0], sens_json);
+
+        // A number of the département reaches every commune of it.
+        let collemiers = sections("89113");
+        app.publish(Publish::new("15", "departement", "89", "0386000002", &org))
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&collemiers, &sections("89113")));
+        let after = answer_of(&app.state.directory(), "89100");
+        let phones = all_phones(&after);
+        assert_eq!(
+            phones.iter().filter(|p| *p == "0386000002").count(),
+            18,
+            "every commune of 89100 lists the département's number"
+        );
     }
 );
 
