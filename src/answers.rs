@@ -453,11 +453,21 @@ fn substance(glue: &[u8], pieces: &[Piece]) -> ([u8; 32], usize) {
 /// value, descending into sections.
 fn each_part(glue: &[u8], pieces: &[Piece], generated_at: &[u8], f: &mut impl FnMut(&[u8])) {
     // The numbers' JSON lies all over the heap: ask for the memory of the ones a few
-    // pieces ahead while copying this one, so the fetches overlap.
+    // pieces ahead while copying this one, so the fetches overlap. The sections of an
+    // answer are few: ask for all of them at once, then for the start of each one's
+    // pieces while copying the one before.
     const AHEAD: usize = 6;
     for piece in pieces.iter().take(AHEAD) {
         prefetch(piece);
     }
+    let mut sections = pieces.iter().filter_map(|p| match p {
+        Piece::Section(s) => Some(s),
+        _ => None,
+    });
+    for section in sections.clone() {
+        prefetch_at(Arc::as_ptr(section).cast());
+    }
+    sections.next();
     for (i, piece) in pieces.iter().enumerate() {
         if let Some(ahead) = pieces.get(i + AHEAD) {
             prefetch(ahead);
@@ -467,7 +477,13 @@ fn each_part(glue: &[u8], pieces: &[Piece], generated_at: &[u8], f: &mut impl Fn
             Piece::Number(n) => f(n.json_bytes()),
             Piece::Shared(text) => f(text.as_bytes()),
             Piece::GeneratedAt => f(generated_at),
-            Piece::Section(section) => each_part(&section.glue, &section.pieces, generated_at, f),
+            Piece::Section(section) => {
+                if let Some(next) = sections.next() {
+                    prefetch_at(next.pieces.as_ptr().cast());
+                    prefetch_at(next.glue.as_ptr());
+                }
+                each_part(&section.glue, &section.pieces, generated_at, f)
+            }
         }
     }
 }
@@ -682,19 +698,25 @@ impl RenderedAnswer {
 /// what the program computes).
 #[inline]
 fn prefetch(piece: &Piece) {
-    #[cfg(target_arch = "x86_64")]
     if let Piece::Number(n) = piece {
+        prefetch_at(n.memory());
+        prefetch_at(n.memory().wrapping_add(64));
+    }
+}
+
+/// Hints the processor to load the cache line at `at` (a hint only: no effect on what the
+/// program computes).
+#[inline]
+fn prefetch_at(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and reads nothing the program sees, whatever the
+    // address; callers give addresses of live allocations.
+    unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let at = n.memory().cast::<i8>();
-        // SAFETY: a prefetch never faults and reads nothing the program sees; the address
-        // is that of a live allocation (the number is held by the answer).
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(at);
-            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64));
-        }
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = piece;
+    let _ = at;
 }
 
 /// Writes a [`LookupResponse`] as serde_json would, byte for byte, keeping each number's
