@@ -100,6 +100,7 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
+        crate::domain::load_numbering_data();
         let state = web::Data::new(AppState::load_with(pool, config.answer_cache_mb << 20)?);
         let auth = web::Data::new(Auth::load(
             &config.jwt_private_key,

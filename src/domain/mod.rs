@@ -7,7 +7,7 @@ mod roles;
 mod territory;
 
 pub use codes::{CodeError, DepartementCode, InseeCode, Postcode, ServiceCode};
-pub use phone::{PhoneError, PhoneNumber};
+pub use phone::{load_numbering_data, PhoneError, PhoneNumber};
 pub use roles::{OrganizationKind, Role};
 pub use territory::{
     Geography, Scope, ScopeError, Territory, TerritoryError, TerritoryKind, NATIONAL_CODE,
