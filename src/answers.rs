@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::atlas::Atlas;
 use crate::directory::{chain, places_for_postcode, Place};
-use crate::domain::Territory;
+use crate::domain::{Territory, TerritoryKind};
 use crate::lookup::{LookupCommune, LookupResponse, LookupService, ServiceStatus, DEMO_NOTICE};
 use crate::public_number::PublicNumber;
 
@@ -37,9 +37,13 @@ pub struct PostcodeIndex {
     /// For each territory, the positions of the postcodes with a commune inside it.
     reach: HashMap<Territory, Vec<usize>>,
     /// The places a lookup can name (every commune, and every municipal arrondissement
-    /// with its commune), by the INSEE code of the narrowest of the two.
-    places: HashMap<String, usize>,
-    /// For each territory but the national one, the positions of the places inside it.
+    /// with its commune), by the INSEE code of the narrowest of the two, sorted: a
+    /// place's position is its index (five bytes a place, where a map of strings took
+    /// ten times that).
+    places: Box<[[u8; 5]]>,
+    /// For each département and zone, the positions of the places inside it; for each
+    /// commune with municipal arrondissements, theirs. A commune's own place is found by
+    /// its code, and a national change reaches every place: neither needs a list.
     place_reach: HashMap<Territory, Vec<u32>>,
     budget: Arc<CacheBudget>,
 }
@@ -104,7 +108,12 @@ impl PostcodeIndex {
                 reach.entry(t).or_default().push(i);
             }
         }
-        let mut places = HashMap::new();
+        let mut places: Vec<[u8; 5]> = atlas
+            .communes()
+            .filter_map(|c| c.insee.as_bytes().try_into().ok())
+            .collect();
+        places.sort_unstable();
+        places.dedup();
         let mut place_reach: HashMap<Territory, Vec<u32>> = HashMap::new();
         for c in atlas.communes() {
             let place = match c.parent.as_deref().and_then(|p| atlas.commune(p)) {
@@ -117,11 +126,19 @@ impl PostcodeIndex {
                     arrondissement: None,
                 },
             };
-            let i = places.len();
-            places.insert(c.insee.clone(), i);
-            // A national change reaches every place: `touch` needs no list for it.
-            for t in reaching(atlas, place).filter(|t| *t != Territory::National) {
-                place_reach.entry(t).or_default().push(i as u32);
+            let Some(i) = position_in(&places, &c.insee) else {
+                continue;
+            };
+            for t in reaching(atlas, place) {
+                let listed = match t.kind() {
+                    TerritoryKind::Departement | TerritoryKind::Zone => true,
+                    // The city, for an arrondissement; its own code finds it otherwise.
+                    TerritoryKind::Commune => t.code() != c.insee,
+                    TerritoryKind::National => false,
+                };
+                if listed {
+                    place_reach.entry(t).or_default().push(i as u32);
+                }
             }
         }
         PostcodeIndex {
@@ -131,7 +148,7 @@ impl PostcodeIndex {
                 .map(|(i, c)| ((*c).to_owned(), i))
                 .collect(),
             reach,
-            places,
+            places: places.into_boxed_slice(),
             place_reach,
             budget: Arc::new(CacheBudget {
                 limit: budget_bytes,
@@ -159,7 +176,7 @@ impl PostcodeIndex {
     /// The position of the place whose narrowest part (arrondissement, else commune) has
     /// this INSEE code.
     pub fn place_position(&self, insee: &str) -> Option<usize> {
-        self.places.get(insee).copied()
+        position_in(&self.places, insee)
     }
 
     /// The postcodes whose answer a change at `territory` can alter.
@@ -167,13 +184,28 @@ impl PostcodeIndex {
         self.reach.get(territory).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The places whose section a change at `territory` (not national) can alter.
-    fn places_reached_by(&self, territory: &Territory) -> &[u32] {
-        self.place_reach
+    /// Calls `f` with the position of every place whose section a change at `territory`
+    /// (not national) can alter.
+    fn for_each_place_reached_by(&self, territory: &Territory, mut f: impl FnMut(usize)) {
+        if territory.kind() == TerritoryKind::Commune {
+            if let Some(i) = self.place_position(territory.code()) {
+                f(i);
+            }
+        }
+        for &i in self
+            .place_reach
             .get(territory)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+            .map_or(&[][..], Vec::as_slice)
+        {
+            f(i as usize);
+        }
     }
+}
+
+/// The position of `insee` in the sorted `places`.
+fn position_in(places: &[[u8; 5]], insee: &str) -> Option<usize> {
+    let key: [u8; 5] = insee.as_bytes().try_into().ok()?;
+    places.binary_search(&key).ok()
 }
 
 /// The rendered lookup answers of one lineage of snapshots (a snapshot loaded from
@@ -210,9 +242,7 @@ impl AnswerCache {
             for &i in index.reached_by(t) {
                 self.postcodes.mark(i, seq);
             }
-            for &i in index.places_reached_by(t) {
-                self.sections.mark(i as usize, seq);
-            }
+            index.for_each_place_reached_by(t, |i| self.sections.mark(i, seq));
         }
     }
 
