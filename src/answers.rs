@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::atlas::Atlas;
 use crate::directory::{chain, places_for_postcode, Place};
 use crate::domain::{Territory, TerritoryKind};
-use crate::lookup::{LookupCommune, LookupResponse, LookupService, ServiceStatus, DEMO_NOTICE};
+use crate::lookup::{LookupCommune, LookupService, ServiceStatus, DEMO_NOTICE};
 use crate::public_number::PublicNumber;
 
 /// Postcodes and places by position, which of them each territory reaches, and how much
@@ -613,28 +613,6 @@ impl Kept for RenderedAnswer {
 }
 
 impl RenderedAnswer {
-    /// Renders `answer` whole, computed from the snapshot at `seq`, which holds until
-    /// `holds_until`: the bytes and validator that [`RenderedAnswer::assemble`] gives
-    /// from the same communes' sections.
-    pub fn new(
-        answer: &LookupResponse,
-        seq: i64,
-        holds_until: Option<DateTime<Utc>>,
-    ) -> RenderedAnswer {
-        let sections = answer
-            .communes
-            .iter()
-            .map(|c| Arc::new(CommuneSection::new(c, answer.demo, seq, holds_until)))
-            .collect();
-        Self::assemble_with(
-            answer.postcode.as_deref(),
-            answer.insee.as_deref(),
-            sections,
-            answer.demo,
-            seq,
-        )
-    }
-
     /// The answer for a postcode or an INSEE code made of its communes' sections, from
     /// the snapshot at `seq`: it holds while they all do.
     pub fn assemble(
@@ -749,7 +727,7 @@ fn prefetch_at(at: *const u8) {
     let _ = at;
 }
 
-/// Writes a [`LookupResponse`] as serde_json would, byte for byte, keeping each number's
+/// Writes a [`crate::lookup::LookupResponse`] as serde_json would, byte for byte, keeping each number's
 /// JSON as a shared piece and leaving a hole for the value of `generated_at`.
 ///
 /// Text that only depends on the catalogue (a service's code, name and status, the
@@ -1029,18 +1007,7 @@ mod tests {
     }
 
     fn answer_at(seq: i64) -> RenderedAnswer {
-        RenderedAnswer::new(
-            &LookupResponse {
-                postcode: Some("33000".to_owned()),
-                insee: None,
-                generated_at: chrono::Utc::now(),
-                demo: false,
-                notice: None,
-                communes: Vec::new(),
-            },
-            seq,
-            None,
-        )
+        RenderedAnswer::assemble(Some("33000"), None, Vec::new(), seq)
     }
 
     #[test]
