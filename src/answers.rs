@@ -479,58 +479,117 @@ fn substance(glue: &[u8], pieces: &[Piece]) -> ([u8; 32], usize) {
     (digest.finalize().into(), json_len)
 }
 
-/// Calls `f` with every part of the JSON of `pieces` in order, `generated_at` for its
-/// value, descending into sections.
-fn each_part(glue: &[u8], pieces: &[Piece], generated_at: &[u8], f: &mut impl FnMut(&[u8])) {
-    // The numbers' JSON lies all over the heap: ask for the memory of the ones a few
-    // pieces ahead while copying this one, so the fetches overlap. The sections of an
-    // answer are few: ask for all of them at once, then for the start of each one's
-    // pieces while copying the one before.
-    const AHEAD: usize = 6;
-    for piece in pieces.iter().take(AHEAD) {
-        prefetch(piece);
-    }
-    let mut sections = pieces.iter().filter_map(|p| match p {
-        Piece::Section(s) => Some(s),
-        _ => None,
-    });
-    for section in sections.clone() {
-        prefetch_at(Arc::as_ptr(section).cast());
-    }
-    sections.next();
-    for (i, piece) in pieces.iter().enumerate() {
-        if let Some(ahead) = pieces.get(i + AHEAD) {
-            prefetch(ahead);
+/// The spans of an answer's JSON in order, its sections opened.
+#[derive(Clone)]
+struct AnswerSpans<'a> {
+    glue: &'a [u8],
+    generated_at: &'a [u8],
+    pieces: std::slice::Iter<'a, Piece>,
+    /// The rest of the section being walked.
+    section: std::slice::Iter<'a, Span>,
+}
+
+impl<'a> AnswerSpans<'a> {
+    fn new(glue: &'a [u8], pieces: &'a [Piece], generated_at: &'a [u8]) -> Self {
+        AnswerSpans {
+            glue,
+            generated_at,
+            pieces: pieces.iter(),
+            section: [].iter(),
         }
-        match piece {
-            Piece::Glue(from, to) => f(&glue[*from as usize..*to as usize]),
-            Piece::Number(n) => f(n.json_bytes()),
-            Piece::Shared(text) => f(text.as_bytes()),
-            Piece::GeneratedAt => f(generated_at),
-            Piece::Section(section) => {
-                if let Some(next) = sections.next() {
-                    prefetch_at(next.pieces.as_ptr().cast());
-                    prefetch_at(next.glue.as_ptr());
-                }
-                each_part(&section.glue, &section.pieces, generated_at, f)
+    }
+}
+
+/// Yields spans of bytes borrowed for `'a` (the answer's and its sections').
+impl Iterator for AnswerSpans<'_> {
+    type Item = Span;
+
+    fn next(&mut self) -> Option<Span> {
+        loop {
+            if let Some(span) = self.section.next() {
+                return Some(*span);
             }
+            return Some(match self.pieces.next()? {
+                Piece::Section(section) => {
+                    self.section = section.spans.iter();
+                    continue;
+                }
+                Piece::Glue(from, to) => Span::of(&self.glue[*from as usize..*to as usize]),
+                Piece::GeneratedAt => Span::of(self.generated_at),
+                Piece::Number(n) => Span::of(n.json_bytes()),
+                Piece::Shared(text) => Span::of(text.as_bytes()),
+            });
         }
+    }
+}
+
+/// Copies the JSON of an answer (`generated_at` for its value) at the end of `out`.
+///
+/// The numbers' JSON lies all over the heap, and an answer of 70 numbers waits for memory
+/// more than it copies: a second cursor runs [`PREFETCH_AHEAD`] spans ahead and asks for
+/// every cache line of its span (a span says where its bytes are without reading them),
+/// so that many fetches overlap the copying. See `tests/load/assemble.rs`.
+fn copy_json(glue: &[u8], pieces: &[Piece], generated_at: &[u8], out: &mut BytesMut) {
+    // The sections first: the cursor ahead reads where their spans are.
+    for piece in pieces {
+        if let Piece::Section(section) = piece {
+            prefetch_at(Arc::as_ptr(section).cast());
+        }
+    }
+    let spans = AnswerSpans::new(glue, pieces, generated_at);
+    let mut ahead = spans.clone();
+    for span in ahead.by_ref().take(PREFETCH_AHEAD) {
+        prefetch_bytes(span.at, span.len);
+    }
+    for span in spans {
+        if let Some(next) = ahead.next() {
+            prefetch_bytes(next.at, next.len);
+        }
+        out.extend_from_slice(span.bytes());
+    }
+}
+
+/// How many spans ahead of the copy [`copy_json`] asks for memory.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Hints the processor to load the cache lines of the `len` bytes at `start` (the first
+/// 2 kB at most).
+#[inline]
+fn prefetch_bytes(start: *const u8, len: usize) {
+    const LINE: usize = 64;
+    const MAX_LINES: usize = 32;
+    let first = start.wrapping_sub(start as usize % LINE);
+    let lines = (start as usize % LINE + len).div_ceil(LINE).min(MAX_LINES);
+    for line in 0..lines {
+        prefetch_at(first.wrapping_add(line * LINE));
     }
 }
 
 /// One commune's part of the lookup answers (`{"insee":…,"services":[…]}`), rendered
 /// once and shared by the answers of every postcode that serves the commune and of its
 /// INSEE code, until a change reaches it.
-#[derive(Debug)]
 pub struct CommuneSection {
+    /// Its JSON, as runs of bytes of `glue`, of `numbers`' JSON and of interned
+    /// catalogue text, in order.
+    spans: Box<[Span]>,
     glue: Box<[u8]>,
-    /// Glue, numbers and shared text only.
-    pieces: Box<[Piece]>,
+    /// The numbers it lists: held so that their JSON outlives `spans`.
+    numbers: Box<[PublicNumber]>,
     json_len: usize,
     digest: [u8; 32],
     /// Whether a number or an outage of it is historical demonstration data.
     demo: bool,
     validity: Validity,
+}
+
+impl std::fmt::Debug for CommuneSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommuneSection")
+            .field("json", &String::from_utf8_lossy(&self.json()))
+            .field("demo", &self.demo)
+            .field("validity", &self.validity)
+            .finish()
+    }
 }
 
 impl CommuneSection {
@@ -546,23 +605,82 @@ impl CommuneSection {
         json.commune(commune);
         let (glue, pieces) = json.finish();
         let (digest, json_len) = substance(&glue, &pieces);
+        let mut numbers = Vec::new();
+        let spans = pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                // SAFETY (of every span): `glue` is a boxed slice the section owns and
+                // never changes, the numbers' JSON lies in their shared allocation, which
+                // `numbers` keeps alive and nobody changes, and interned text lives as
+                // long as the process. Moving the section moves none of these bytes.
+                Piece::Glue(from, to) => Some(Span::of(&glue[*from as usize..*to as usize])),
+                Piece::Number(n) => {
+                    numbers.push(n.clone());
+                    Some(Span::of(n.json_bytes()))
+                }
+                Piece::Shared(text) => Some(Span::of(text.as_bytes())),
+                // A section has neither the time nor sections.
+                Piece::GeneratedAt | Piece::Section(_) => None,
+            })
+            .collect();
         CommuneSection {
+            spans,
             glue,
-            pieces,
+            numbers: numbers.into_boxed_slice(),
             json_len,
             digest,
             demo,
             validity: Validity::new(seq, holds_until),
         }
     }
+
+    /// Its JSON in one buffer.
+    fn json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json_len);
+        for span in self.spans.iter() {
+            out.extend_from_slice(span.bytes());
+        }
+        out
+    }
+}
+
+/// A run of bytes of a section's JSON, where it lies: reading it needs no other memory
+/// than its own, so the copy of an answer can ask for a whole section's memory ahead.
+#[derive(Clone, Copy)]
+struct Span {
+    at: *const u8,
+    len: usize,
+}
+
+// SAFETY: a span is a shared, read-only view of bytes that nobody changes (see
+// `CommuneSection::new`); reading them from any thread is as safe as reading a `&[u8]`.
+unsafe impl Send for Span {}
+unsafe impl Sync for Span {}
+
+impl Span {
+    /// The span of `bytes`: the caller keeps them alive and unchanged for as long as the
+    /// span is read.
+    fn of(bytes: &[u8]) -> Span {
+        Span {
+            at: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: made by `Span::of` from bytes its section keeps alive and unchanged
+        // (see `CommuneSection::new`); a span is only reached through its section.
+        unsafe { std::slice::from_raw_parts(self.at, self.len) }
+    }
 }
 
 impl Kept for CommuneSection {
     fn size(&self) -> usize {
         self.glue.len()
-            + self.pieces.len() * std::mem::size_of::<Piece>()
+            + self.spans.len() * std::mem::size_of::<Span>()
+            + self.numbers.len() * std::mem::size_of::<PublicNumber>()
             + std::mem::size_of::<Self>()
-            + 64
+            + 96
     }
 
     fn validity(&self) -> &Validity {
@@ -647,11 +765,6 @@ impl RenderedAnswer {
         }
     }
 
-    /// Calls `f` with every part of the JSON in order, `generated_at` for its value.
-    fn for_each_part(&self, generated_at: &[u8], mut f: impl FnMut(&[u8])) {
-        each_part(&self.glue, &self.pieces, generated_at, &mut f);
-    }
-
     pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
         self.validity.holds_at(now)
     }
@@ -669,7 +782,7 @@ impl RenderedAnswer {
     /// The JSON answer in one buffer.
     pub fn json_bytes(&self, generated_at_json: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(self.json_len + generated_at_json.len());
-        self.for_each_part(generated_at_json, |part| out.extend_from_slice(part));
+        copy_json(&self.glue, &self.pieces, generated_at_json, &mut out);
         out.freeze()
     }
 
@@ -699,16 +812,6 @@ impl RenderedAnswer {
             },
             etag,
         )
-    }
-}
-
-/// Hints the processor to load the start of a number's memory (a hint only: no effect on
-/// what the program computes).
-#[inline]
-fn prefetch(piece: &Piece) {
-    if let Piece::Number(n) = piece {
-        prefetch_at(n.memory());
-        prefetch_at(n.memory().wrapping_add(64));
     }
 }
 
@@ -941,8 +1044,17 @@ pub enum AnswerBody {
         body: Bytes,
         footer: Bytes,
     },
+    /// What is left to send of an assembled answer.
+    Rest(Bytes),
     Done,
 }
+
+/// The most a body gives actix at once. actix copies every chunk into the connection's
+/// write buffer, keeps that buffer between requests up to 128 kB, and drops and grows it
+/// again (reallocating, copying) after a larger one; one answer in twelve is larger. In
+/// chunks of at most this, the buffer stays under the limit and is reused; the largest
+/// answers (400 kB) take a few writes instead of one.
+const CHUNK: usize = 96 * 1024;
 
 impl AnswerBody {
     /// The whole body in one buffer (tests, and callers that need it whole).
@@ -958,6 +1070,7 @@ impl AnswerBody {
                 out.extend_from_slice(footer);
                 out.freeze()
             }
+            AnswerBody::Rest(rest) => rest.clone(),
             AnswerBody::Done => Bytes::new(),
         }
     }
@@ -973,6 +1086,7 @@ impl MessageBody for AnswerBody {
                 generated_at,
             } => (answer.json_len + generated_at.len()) as u64,
             AnswerBody::Text { body, footer } => (body.len() + footer.len()) as u64,
+            AnswerBody::Rest(rest) => rest.len() as u64,
             AnswerBody::Done => 0,
         })
     }
@@ -981,10 +1095,15 @@ impl MessageBody for AnswerBody {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        match std::mem::replace(&mut *self, AnswerBody::Done) {
-            AnswerBody::Done => Poll::Ready(None),
-            body => Poll::Ready(Some(Ok(body.to_bytes()))),
+        let mut chunk = match std::mem::replace(&mut *self, AnswerBody::Done) {
+            AnswerBody::Done => return Poll::Ready(None),
+            AnswerBody::Rest(rest) => rest,
+            body => body.to_bytes(),
+        };
+        if chunk.len() > CHUNK {
+            *self = AnswerBody::Rest(chunk.split_off(CHUNK));
         }
+        Poll::Ready(Some(Ok(chunk)))
     }
 }
 
@@ -1001,6 +1120,42 @@ fn etag_of(digest: &[u8]) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Polls a body to its end, returning its chunks.
+    fn chunks(mut body: AnswerBody) -> Vec<Bytes> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        loop {
+            match Pin::new(&mut body).poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(chunk))) => out.push(chunk),
+                Poll::Ready(None) => return out,
+                Poll::Pending => panic!("an answer body never waits"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_body_goes_out_whole_in_chunks_actix_keeps_its_buffer_for() {
+        let text: String = (0..40_000).map(|i| format!("{i:05}\n")).collect();
+        let footer = Bytes::from_static("Mis à jour le 02/06/2021 à 12:00 UTC.".as_bytes());
+        let body = AnswerBody::Text {
+            body: Bytes::from(text.clone()),
+            footer: footer.clone(),
+        };
+        let whole = [text.as_bytes(), &footer[..]].concat();
+        assert_eq!(body.size(), BodySize::Sized(whole.len() as u64));
+        let got = chunks(body);
+        assert_eq!(got.len(), whole.len().div_ceil(CHUNK));
+        assert!(got.iter().all(|c| !c.is_empty() && c.len() <= CHUNK));
+        assert_eq!(got.concat(), whole);
+
+        // An answer under the limit is one chunk.
+        let small = AnswerBody::Text {
+            body: Bytes::from_static(b"Bordeaux\n"),
+            footer,
+        };
+        assert_eq!(chunks(small).len(), 1);
+    }
 
     fn answer() -> RenderedAnswer {
         answer_at(0)
