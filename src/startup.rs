@@ -195,6 +195,10 @@ impl Application {
             let mut listener = shutdown.subscribe();
             async move { listener.wait().await }
         })
+        // Every write goes out at once: a large answer leaves in a few chunks, and an
+        // event stream in small writes, and with Nagle's algorithm the last of them would
+        // wait for the client's delayed acknowledgement (40 ms on Linux).
+        .tcp_nodelay(true)
         .listen(listener)?;
         if config.workers > 0 {
             server = server.workers(config.workers);
