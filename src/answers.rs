@@ -433,8 +433,10 @@ impl<T: Kept> Slots<T> {
 enum Piece {
     /// Bytes of the rendering's own buffer (`glue`), from..to.
     Glue(u32, u32),
-    /// A number's JSON, shared with the snapshot and every other answer listing it.
-    Number(PublicNumber),
+    /// A number's JSON, shared with the snapshot and every other answer listing it, and
+    /// its length (kept here so that the copy can ask for the number's memory before it
+    /// reads it).
+    Number(PublicNumber, u32),
     /// Text that depends on the catalogue only, shared by every answer (see [`intern`]).
     Shared(&'static String),
     /// The value of `generated_at`: the time of the snapshot that serves the request.
@@ -458,7 +460,7 @@ fn substance(glue: &[u8], pieces: &[Piece]) -> ([u8; 32], usize) {
                 digest.update(&glue[*from as usize..*to as usize]);
                 json_len += (to - from) as usize;
             }
-            Piece::Number(n) => {
+            Piece::Number(n, _) => {
                 digest.update(b"\0number ");
                 digest.update(n.id().as_bytes());
                 digest.update(n.version().to_be_bytes());
@@ -479,78 +481,105 @@ fn substance(glue: &[u8], pieces: &[Piece]) -> ([u8; 32], usize) {
     (digest.finalize().into(), json_len)
 }
 
-/// The spans of an answer's JSON in order, its sections opened.
+/// The pieces of a rendering in order, its sections opened, each with the glue it refers
+/// to: what an answer copies.
 #[derive(Clone)]
-struct AnswerSpans<'a> {
+struct Leaves<'a> {
     glue: &'a [u8],
-    generated_at: &'a [u8],
     pieces: std::slice::Iter<'a, Piece>,
-    /// The rest of the section being walked.
-    section: std::slice::Iter<'a, Span>,
+    /// The section being walked, if any (sections do not nest).
+    section: Option<(&'a [u8], std::slice::Iter<'a, Piece>)>,
 }
 
-impl<'a> AnswerSpans<'a> {
-    fn new(glue: &'a [u8], pieces: &'a [Piece], generated_at: &'a [u8]) -> Self {
-        AnswerSpans {
+impl<'a> Leaves<'a> {
+    fn new(glue: &'a [u8], pieces: &'a [Piece]) -> Self {
+        Leaves {
             glue,
-            generated_at,
             pieces: pieces.iter(),
-            section: [].iter(),
+            section: None,
         }
     }
 }
 
-/// Yields spans of bytes borrowed for `'a` (the answer's and its sections').
-impl Iterator for AnswerSpans<'_> {
-    type Item = Span;
+impl<'a> Iterator for Leaves<'a> {
+    type Item = (&'a [u8], &'a Piece);
 
-    fn next(&mut self) -> Option<Span> {
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(span) = self.section.next() {
-                return Some(*span);
-            }
-            return Some(match self.pieces.next()? {
-                Piece::Section(section) => {
-                    self.section = section.spans.iter();
-                    continue;
+            if let Some((glue, pieces)) = &mut self.section {
+                match pieces.next() {
+                    Some(piece) => return Some((glue, piece)),
+                    None => self.section = None,
                 }
-                Piece::Glue(from, to) => Span::of(&self.glue[*from as usize..*to as usize]),
-                Piece::GeneratedAt => Span::of(self.generated_at),
-                Piece::Number(n) => Span::of(n.json_bytes()),
-                Piece::Shared(text) => Span::of(text.as_bytes()),
-            });
+            }
+            match self.pieces.next()? {
+                Piece::Section(section) => {
+                    self.section = Some((&section.glue, section.pieces.iter()));
+                }
+                piece => return Some((self.glue, piece)),
+            }
         }
     }
 }
 
-/// Copies the JSON of an answer (`generated_at` for its value) at the end of `out`.
+/// The bytes of a piece that is not a section.
+fn leaf_bytes<'a>(glue: &'a [u8], piece: &'a Piece, generated_at: &'a [u8]) -> &'a [u8] {
+    match piece {
+        Piece::Glue(from, to) => &glue[*from as usize..*to as usize],
+        Piece::Number(n, _) => n.json_bytes(),
+        Piece::Shared(text) => text.as_bytes(),
+        Piece::GeneratedAt => generated_at,
+        // Sections do not nest.
+        Piece::Section(_) => &[],
+    }
+}
+
+/// Copies the JSON of a rendering (`generated_at` for its value) at the end of `out`.
 ///
 /// The numbers' JSON lies all over the heap, and an answer of 70 numbers waits for memory
-/// more than it copies: a second cursor runs [`PREFETCH_AHEAD`] spans ahead and asks for
-/// every cache line of its span (a span says where its bytes are without reading them),
-/// so that many fetches overlap the copying. See `tests/load/assemble.rs`.
+/// more than it copies: a second cursor runs [`PREFETCH_AHEAD`] pieces ahead and asks for
+/// every cache line of its piece, without reading it (a number's length is in its piece),
+/// so that many fetches overlap the copying. Measured with `tests/load/assemble.rs` on
+/// the benchmark's 100,000-number directory.
 fn copy_json(glue: &[u8], pieces: &[Piece], generated_at: &[u8], out: &mut BytesMut) {
-    // The sections first: the cursor ahead reads where their spans are.
+    // The sections first: the cursor ahead reads where their pieces are.
     for piece in pieces {
         if let Piece::Section(section) = piece {
             prefetch_at(Arc::as_ptr(section).cast());
         }
     }
-    let spans = AnswerSpans::new(glue, pieces, generated_at);
-    let mut ahead = spans.clone();
-    for span in ahead.by_ref().take(PREFETCH_AHEAD) {
-        prefetch_bytes(span.at, span.len);
+    let leaves = Leaves::new(glue, pieces);
+    let mut ahead = leaves.clone();
+    for (glue, piece) in ahead.by_ref().take(PREFETCH_AHEAD) {
+        prefetch_piece(glue, piece);
     }
-    for span in spans {
-        if let Some(next) = ahead.next() {
-            prefetch_bytes(next.at, next.len);
+    for (glue, piece) in leaves {
+        if let Some((glue, piece)) = ahead.next() {
+            prefetch_piece(glue, piece);
         }
-        out.extend_from_slice(span.bytes());
+        out.extend_from_slice(leaf_bytes(glue, piece, generated_at));
     }
 }
 
-/// How many spans ahead of the copy [`copy_json`] asks for memory.
+/// How many pieces ahead of the copy [`copy_json`] asks for memory.
 const PREFETCH_AHEAD: usize = 16;
+
+/// Asks for the memory of a piece that is not a section.
+#[inline]
+fn prefetch_piece(glue: &[u8], piece: &Piece) {
+    match piece {
+        Piece::Glue(from, to) => prefetch_bytes(
+            glue.as_ptr().wrapping_add(*from as usize),
+            (to - from) as usize,
+        ),
+        Piece::Number(n, len) => {
+            let (at, len) = n.memory(*len as usize);
+            prefetch_bytes(at, len);
+        }
+        // Catalogue text and the time are shared by every answer: in cache.
+        Piece::Shared(_) | Piece::GeneratedAt | Piece::Section(_) => {}
+    }
+}
 
 /// Hints the processor to load the cache lines of the `len` bytes at `start` (the first
 /// 2 kB at most).
@@ -568,28 +597,16 @@ fn prefetch_bytes(start: *const u8, len: usize) {
 /// One commune's part of the lookup answers (`{"insee":…,"services":[…]}`), rendered
 /// once and shared by the answers of every postcode that serves the commune and of its
 /// INSEE code, until a change reaches it.
+#[derive(Debug)]
 pub struct CommuneSection {
-    /// Its JSON, as runs of bytes of `glue`, of `numbers`' JSON and of interned
-    /// catalogue text, in order.
-    spans: Box<[Span]>,
     glue: Box<[u8]>,
-    /// The numbers it lists: held so that their JSON outlives `spans`.
-    numbers: Box<[PublicNumber]>,
+    /// Glue, numbers and shared text only.
+    pieces: Box<[Piece]>,
     json_len: usize,
     digest: [u8; 32],
     /// Whether a number or an outage of it is historical demonstration data.
     demo: bool,
     validity: Validity,
-}
-
-impl std::fmt::Debug for CommuneSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CommuneSection")
-            .field("json", &String::from_utf8_lossy(&self.json()))
-            .field("demo", &self.demo)
-            .field("validity", &self.validity)
-            .finish()
-    }
 }
 
 impl CommuneSection {
@@ -605,82 +622,23 @@ impl CommuneSection {
         json.commune(commune);
         let (glue, pieces) = json.finish();
         let (digest, json_len) = substance(&glue, &pieces);
-        let mut numbers = Vec::new();
-        let spans = pieces
-            .iter()
-            .filter_map(|piece| match piece {
-                // SAFETY (of every span): `glue` is a boxed slice the section owns and
-                // never changes, the numbers' JSON lies in their shared allocation, which
-                // `numbers` keeps alive and nobody changes, and interned text lives as
-                // long as the process. Moving the section moves none of these bytes.
-                Piece::Glue(from, to) => Some(Span::of(&glue[*from as usize..*to as usize])),
-                Piece::Number(n) => {
-                    numbers.push(n.clone());
-                    Some(Span::of(n.json_bytes()))
-                }
-                Piece::Shared(text) => Some(Span::of(text.as_bytes())),
-                // A section has neither the time nor sections.
-                Piece::GeneratedAt | Piece::Section(_) => None,
-            })
-            .collect();
         CommuneSection {
-            spans,
             glue,
-            numbers: numbers.into_boxed_slice(),
+            pieces,
             json_len,
             digest,
             demo,
             validity: Validity::new(seq, holds_until),
         }
     }
-
-    /// Its JSON in one buffer.
-    fn json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.json_len);
-        for span in self.spans.iter() {
-            out.extend_from_slice(span.bytes());
-        }
-        out
-    }
-}
-
-/// A run of bytes of a section's JSON, where it lies: reading it needs no other memory
-/// than its own, so the copy of an answer can ask for a whole section's memory ahead.
-#[derive(Clone, Copy)]
-struct Span {
-    at: *const u8,
-    len: usize,
-}
-
-// SAFETY: a span is a shared, read-only view of bytes that nobody changes (see
-// `CommuneSection::new`); reading them from any thread is as safe as reading a `&[u8]`.
-unsafe impl Send for Span {}
-unsafe impl Sync for Span {}
-
-impl Span {
-    /// The span of `bytes`: the caller keeps them alive and unchanged for as long as the
-    /// span is read.
-    fn of(bytes: &[u8]) -> Span {
-        Span {
-            at: bytes.as_ptr(),
-            len: bytes.len(),
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: made by `Span::of` from bytes its section keeps alive and unchanged
-        // (see `CommuneSection::new`); a span is only reached through its section.
-        unsafe { std::slice::from_raw_parts(self.at, self.len) }
-    }
 }
 
 impl Kept for CommuneSection {
     fn size(&self) -> usize {
         self.glue.len()
-            + self.spans.len() * std::mem::size_of::<Span>()
-            + self.numbers.len() * std::mem::size_of::<PublicNumber>()
+            + self.pieces.len() * std::mem::size_of::<Piece>()
             + std::mem::size_of::<Self>()
-            + 96
+            + 64
     }
 
     fn validity(&self) -> &Validity {
@@ -997,7 +955,7 @@ impl JsonPieces {
             if i > 0 {
                 self.fixed(",");
             }
-            self.piece(Piece::Number(n.clone()));
+            self.piece(Piece::Number(n.clone(), n.json_bytes().len() as u32));
         }
         self.fixed("]}");
     }
@@ -1052,9 +1010,10 @@ pub enum AnswerBody {
 /// The most a body gives actix at once. actix copies every chunk into the connection's
 /// write buffer, keeps that buffer between requests up to 128 kB, and drops and grows it
 /// again (reallocating, copying) after a larger one; one answer in twelve is larger. In
-/// chunks of at most this, the buffer stays under the limit and is reused; the largest
-/// answers (400 kB) take a few writes instead of one.
-const CHUNK: usize = 96 * 1024;
+/// chunks of at most this, the buffer stays under the limit and is reused, and each of the
+/// 64 connections of the benchmark keeps at most this much of it; an answer over 64 kB (one
+/// in four) takes two writes or more, the largest (400 kB) seven.
+const CHUNK: usize = 64 * 1024;
 
 impl AnswerBody {
     /// The whole body in one buffer (tests, and callers that need it whole).

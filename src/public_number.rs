@@ -153,9 +153,13 @@ impl PublicNumber {
         std::str::from_utf8(&self.0.slice).unwrap_or_default()
     }
 
-    /// Where it lies in memory (for prefetching).
-    pub fn memory(&self) -> *const u8 {
-        self.0.heap_ptr().cast()
+    /// Where it lies in memory, and how many bytes from there hold what
+    /// [`PublicNumber::json_bytes`] reads if the JSON is `json_len` bytes long: what to
+    /// prefetch before copying it, known without reading the number itself.
+    pub fn memory(&self, json_len: usize) -> (*const u8, usize) {
+        // The reference count, the head and the slice's length come first.
+        const BEFORE_JSON: usize = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Head>();
+        (self.0.heap_ptr().cast(), BEFORE_JSON + json_len)
     }
 
     /// Its public JSON as bytes (no check: the answers' hot path).
