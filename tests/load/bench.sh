@@ -556,7 +556,7 @@ summary() {
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in "${SIZE_LIST[@]}"; do
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
-        ratio=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 2)
+        ratio=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 3)
         drop=$(calc "100 * ($(kv "$w" rps) - $(kv "$l" rps)) / $(kv "$l" rps)" 1)
         vis="$(kv "$wr" vis_p50_ms) / $(kv "$wr" vis_p99_ms) / $(kv "$wr" vis_max_ms)"
         printf '| %s | %s | %s | %s | %s | %s | %s | %s (%s%%) | %s | %s | %s | %s / %s / %s |\n' \
@@ -604,7 +604,7 @@ summary() {
         nginx+=("${N_LINE[$n]}")
         under+=("${W_LINE[$n]}")
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
-        r=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 3)
+        r=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 4)
         holds "$r < $worst_ratio" && worst_ratio=$r
         holds "$(kv "$l" p99_us) > $worst_p99" && worst_p99=$(kv "$l" p99_us)
         r=$(calc "100 * ($(kv "$l" rps) - $(kv "$w" rps)) / $(kv "$l" rps)" 1)
@@ -616,7 +616,7 @@ summary() {
         holds "$(kv "$wr" writes_per_s) >= 0.95 * $WRITE_RATE" || rate_ok=0
         errors=$((errors + $(kv "$l" non2xx) + $(kv "$w" non2xx) + $(kv "${N_LINE[$n]}" non2xx) + $(socket_errors "$l") + $(socket_errors "$w") + $(socket_errors "${N_LINE[$n]}")))
     done
-    echo "| lookup throughput >= 0.7 x nginx (every size) | lowest relai / nginx $(calc "$worst_ratio" 2) | $(verdict "$worst_ratio >= 0.7" "${reads[@]}" "${nginx[@]}") |"
+    echo "| lookup throughput >= 0.7 x nginx (every size) | lowest relai / nginx $(calc "$worst_ratio" 3) | $(verdict "$worst_ratio >= 0.7" "${reads[@]}" "${nginx[@]}") |"
     local p99_note=""
     [ "$CONNECTIONS" = 64 ] || p99_note=" (run at $CONNECTIONS connections, not 64)"
     echo "| p99 < 10 ms at 64 connections (every size) | highest p99 $(ms "$worst_p99") ms$p99_note | $(verdict "$worst_p99 < 10000 && $CONNECTIONS == 64" "${reads[@]}") |"
