@@ -779,7 +779,7 @@ impl RenderedAnswer {
 fn prefetch_at(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults and reads nothing the program sees, whatever the
-    // address; callers give addresses of live allocations.
+    // address; callers give addresses in or next to live allocations.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());

@@ -157,7 +157,8 @@ impl PublicNumber {
     /// [`PublicNumber::json_bytes`] reads if the JSON is `json_len` bytes long: what to
     /// prefetch before copying it, known without reading the number itself.
     pub fn memory(&self, json_len: usize) -> (*const u8, usize) {
-        // The reference count, the head and the slice's length come first.
+        // The reference count, the head and the slice's length come first (triomphe's
+        // layout, give or take padding: this only says what to prefetch).
         const BEFORE_JSON: usize = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Head>();
         (self.0.heap_ptr().cast(), BEFORE_JSON + json_len)
     }
