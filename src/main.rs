@@ -50,6 +50,10 @@ struct Cli {
     /// per request.
     #[arg(long, env = "RELAI_ANSWER_CACHE_MB", default_value_t = relai::answers::DEFAULT_ANSWER_CACHE_MB, global = true)]
     answer_cache_mb: usize,
+    /// How long (milliseconds) a batch of writes waits for others to join it when writes
+    /// arrive side by side (group commit; a lone writer never waits); 0 never waits.
+    #[arg(long, env = "RELAI_COMMIT_DELAY_MS", default_value_t = relai::config::DEFAULT_COMMIT_DELAY_MS, global = true)]
+    commit_delay_ms: u64,
     /// Public reads (GET/HEAD of public routes) allowed per client address per minute;
     /// 0 turns the limit off.
     #[arg(long, env = "RELAI_PUBLIC_RATE_LIMIT", default_value_t = relai::config::DEFAULT_PUBLIC_RATE_LIMIT, global = true)]
@@ -205,6 +209,7 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
         webhook_retry_base: std::time::Duration::from_secs(1),
         sync_interval: std::time::Duration::from_millis(cli.sync_interval_ms.max(10)),
         answer_cache_mb: cli.answer_cache_mb,
+        commit_delay: std::time::Duration::from_millis(cli.commit_delay_ms.min(1000)),
         public_rate_limit: cli.public_rate_limit,
         trusted_proxies: cli.trusted_proxies.clone().unwrap_or_default(),
     }

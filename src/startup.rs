@@ -101,7 +101,9 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         crate::domain::load_numbering_data();
-        let state = web::Data::new(AppState::load_with(pool, config.answer_cache_mb << 20)?);
+        let state = AppState::load_with(pool, config.answer_cache_mb << 20)?;
+        state.set_commit_delay(config.commit_delay);
+        let state = web::Data::new(state);
         let auth = web::Data::new(Auth::load(
             &config.jwt_private_key,
             config.jwt_previous_key.as_deref(),

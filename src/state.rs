@@ -32,6 +32,15 @@ pub struct AppState {
     /// Batches committed, and the requests' writes they held (for `/metrics`).
     batches_committed: AtomicU64,
     batched_writes: AtomicU64,
+    /// How long a batch waits for company under overlapping writes (see
+    /// [`AppState::set_commit_delay`]); zero never waits.
+    commit_delay_us: AtomicU64,
+    /// Requests' writes between their call of [`AppState::write`] and their answer.
+    writes_in_flight: AtomicU64,
+    /// When a write last began while another was in flight (Unix microseconds).
+    last_overlap_us: AtomicI64,
+    /// Batches that waited for company (for `/metrics`).
+    delayed_batches: AtomicU64,
     /// When free memory was last returned to the system (Unix milliseconds).
     last_trim_ms: AtomicI64,
     /// Serializes catching up with the changes log, so that snapshots follow the log in
@@ -118,6 +127,32 @@ fn in_savepoint(
 /// commits, so a long one would delay everybody behind it.
 const MAX_BATCH: usize = 64;
 
+/// How recently two writes must have overlapped for a batch to wait for company: longer
+/// than the gaps of a steady stream of concurrent writes, short enough that a lone
+/// client's writes after a burst are not delayed for long.
+const OVERLAP_WINDOW_US: i64 = 100_000;
+
+/// Counts a request's write as in flight until it is answered or abandoned, and notes when
+/// it began beside another one (see [`AppState::set_commit_delay`]).
+struct InFlight<'a>(&'a AppState);
+
+impl<'a> InFlight<'a> {
+    fn begin(state: &'a AppState) -> InFlight<'a> {
+        if state.writes_in_flight.fetch_add(1, Ordering::AcqRel) > 0 {
+            state
+                .last_overlap_us
+                .store(store::now().timestamp_micros(), Ordering::Relaxed);
+        }
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.writes_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// How often, at most, a catch-up under a steady stream of writes returns free memory to
 /// the system (a few milliseconds' walk of the allocator's free lists each time).
 const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -166,6 +201,10 @@ impl AppState {
             queued_writes: Mutex::new(VecDeque::new()),
             batches_committed: AtomicU64::new(0),
             batched_writes: AtomicU64::new(0),
+            commit_delay_us: AtomicU64::new(0),
+            writes_in_flight: AtomicU64::new(0),
+            last_overlap_us: AtomicI64::new(0),
+            delayed_batches: AtomicU64::new(0),
             last_trim_ms: AtomicI64::new(0),
             sync_lock: Mutex::new(()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
@@ -315,6 +354,7 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection, &Atlas) -> Result<T, StoreError> + Send + 'static,
     {
+        let in_flight = InFlight::begin(&self);
         let (tell, told) = tokio::sync::oneshot::channel::<Result<T, ApiError>>();
         let job: QueuedWrite = Box::new(move |attempt| {
             let outcome = match attempt {
@@ -338,12 +378,16 @@ impl AppState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back(job);
-        actix_web::web::block(move || self.run_queued_writes())
+        let runner = self.clone();
+        actix_web::web::block(move || runner.run_queued_writes())
             .await
             .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
         // Our write ran in this batch or an earlier one, which has told us by now.
-        told.await
-            .map_err(|_| ApiError::Internal("the write's batch failed unexpectedly".to_owned()))?
+        let outcome = told
+            .await
+            .map_err(|_| ApiError::Internal("the write's batch failed unexpectedly".to_owned()))?;
+        drop(in_flight);
+        outcome
     }
 
     /// Takes the writers' lock, then runs what is queued (if another task's batch took
@@ -353,6 +397,14 @@ impl AppState {
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.waits_for_company() {
+            // Writes are arriving side by side: let the ones on their way join this batch
+            // (one commit, one disk flush, one snapshot update for all of them) rather
+            // than each pay for its own. A lone writer never waits (see
+            // `waits_for_company`).
+            std::thread::sleep(self.commit_delay());
+            self.delayed_batches.fetch_add(1, Ordering::Relaxed);
+        }
         let batch: Vec<QueuedWrite> = {
             let mut queue = self.queued_writes.lock().unwrap_or_else(|p| p.into_inner());
             let n = queue.len().min(MAX_BATCH);
@@ -412,6 +464,24 @@ impl AppState {
         }
     }
 
+    /// Whether the batch about to run should first wait [`AppState::set_commit_delay`]:
+    /// there is something to run, room left in the batch, and writes overlapped lately
+    /// (PostgreSQL's `commit_delay` waits under the same condition, with
+    /// `commit_siblings`).
+    fn waits_for_company(&self) -> bool {
+        if self.commit_delay().is_zero() {
+            return false;
+        }
+        let queued = self
+            .queued_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let since_overlap =
+            store::now().timestamp_micros() - self.last_overlap_us.load(Ordering::Relaxed);
+        (1..MAX_BATCH).contains(&queued) && since_overlap < OVERLAP_WINDOW_US
+    }
+
     fn connection(&self) -> Result<crate::db::PooledConn, ApiError> {
         self.db.get().map_err(|e| {
             self.mark_storage(false);
@@ -457,6 +527,24 @@ impl AppState {
 
     /// How many batches of requests' writes committed, and how many writes they held
     /// (each batch is one transaction: see [`AppState::write`]).
+    /// How long a batch of requests' writes waits for others to join it when writes
+    /// arrive side by side (a write began while another was in flight within the last
+    /// 100 ms): group commit's delay. A lone writer, or writes one after another, never
+    /// wait.
+    pub fn set_commit_delay(&self, delay: std::time::Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.commit_delay_us.store(micros, Ordering::Relaxed);
+    }
+
+    pub fn commit_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.commit_delay_us.load(Ordering::Relaxed))
+    }
+
+    /// How many batches waited for company (see [`AppState::set_commit_delay`]).
+    pub fn delayed_batches(&self) -> u64 {
+        self.delayed_batches.load(Ordering::Relaxed)
+    }
+
     pub fn write_batches(&self) -> (u64, u64) {
         (
             self.batches_committed.load(Ordering::Relaxed),

@@ -92,11 +92,15 @@ pub async fn metrics(
          relai_write_batches_total {}\n\
          # HELP relai_batched_writes_total Requests' writes committed in those transactions.\n\
          # TYPE relai_batched_writes_total counter\n\
-         relai_batched_writes_total {}\n",
+         relai_batched_writes_total {}\n\
+         # HELP relai_delayed_write_batches_total Batches that waited for overlapping writes to join them (commit delay).\n\
+         # TYPE relai_delayed_write_batches_total counter\n\
+         relai_delayed_write_batches_total {}\n",
         directory.seq(),
         u8::from(figures.is_some()),
         state.write_batches().0,
         state.write_batches().1,
+        state.delayed_batches(),
     );
     if let Some(f) = &figures {
         let _ = write!(

@@ -424,6 +424,10 @@ backend_tests!(
             ),
             (Some(batches as f64), Some(writes as f64))
         );
+        assert_eq!(
+            sample(&text, "relai_delayed_write_batches_total"),
+            Some(app.state.delayed_batches() as f64)
+        );
         // The limit is on by default.
         assert_eq!(sample(&text, "relai_public_rate_limited_total"), Some(0.0));
 

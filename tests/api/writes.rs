@@ -369,6 +369,70 @@ backend_tests!(the_csv_export_defuses_formulas, |app: TestApp| async move {
 });
 
 backend_tests!(
+    overlapping_writes_wait_for_company_and_a_lone_writer_never_waits,
+    |app: TestApp| async move {
+        use crate::helpers::Publish;
+        use relai::store;
+        use std::time::Duration;
+        let org = app.organization("SDIS 33", "sdis").await;
+        let state = app.state.clone().into_inner();
+        state.set_commit_delay(Duration::from_millis(400));
+        let write = |phone: &'static str, hold: Duration| {
+            let (state, org) = (state.clone(), org.clone());
+            tokio::spawn(state.write(move |conn, atlas| {
+                std::thread::sleep(hold);
+                let new = Publish::new("18", "departement", "33", phone, &org);
+                store::publish_number(conn, atlas, new.into_new_number(), store::now())
+            }))
+        };
+
+        // One after another, as one client writes: nobody to wait for.
+        let delayed_before = state.delayed_batches();
+        for phone in ["0556000020", "0556000021", "0556000022"] {
+            write(phone, Duration::ZERO)
+                .await
+                .unwrap()
+                .expect("a lone write");
+        }
+        assert_eq!(
+            state.delayed_batches(),
+            delayed_before,
+            "a lone writer's batches never wait"
+        );
+
+        // Side by side: the first write holds the writers' lock 30 ms; the second begins
+        // meanwhile, so its batch waits for company (400 ms), and a third write that
+        // begins during the wait joins it: one commit for the two.
+        let (batches_before, writes_before) = state.write_batches();
+        let first = write("0556000030", Duration::from_millis(30));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let second = write("0556000031", Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(190)).await;
+        let third = write("0556000032", Duration::ZERO);
+        for (name, task) in [("first", first), ("second", second), ("third", third)] {
+            task.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+        let (batches_after, writes_after) = state.write_batches();
+        assert_eq!(
+            (batches_after - batches_before, writes_after - writes_before),
+            (2, 3),
+            "the first alone, the second and third together"
+        );
+        assert_eq!(state.delayed_batches(), delayed_before + 1);
+
+        // Each is public once its write answered.
+        let (status, lookup) = app.get_json("/v1/lookup?insee=33063").await;
+        assert_eq!(status, 200);
+        let shown = eighteen(&lookup)["numbers"].to_string();
+        for e164 in ["+33556000030", "+33556000031", "+33556000032"] {
+            assert!(shown.contains(e164), "{e164} not in {shown}");
+        }
+    }
+);
+
+backend_tests!(
     writes_that_arrive_together_commit_together_and_fail_alone,
     |app: TestApp| async move {
         use crate::helpers::Publish;
