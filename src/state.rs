@@ -354,7 +354,8 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection, &Atlas) -> Result<T, StoreError> + Send + 'static,
     {
-        let in_flight = InFlight::begin(&self);
+        // Until this returns or the request is dropped.
+        let _in_flight = InFlight::begin(&self);
         let (tell, told) = tokio::sync::oneshot::channel::<Result<T, ApiError>>();
         let job: QueuedWrite = Box::new(move |attempt| {
             let outcome = match attempt {
@@ -383,11 +384,8 @@ impl AppState {
             .await
             .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
         // Our write ran in this batch or an earlier one, which has told us by now.
-        let outcome = told
-            .await
-            .map_err(|_| ApiError::Internal("the write's batch failed unexpectedly".to_owned()))?;
-        drop(in_flight);
-        outcome
+        told.await
+            .map_err(|_| ApiError::Internal("the write's batch failed unexpectedly".to_owned()))?
     }
 
     /// Takes the writers' lock, then runs what is queued (if another task's batch took
@@ -525,8 +523,6 @@ impl AppState {
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
     }
 
-    /// How many batches of requests' writes committed, and how many writes they held
-    /// (each batch is one transaction: see [`AppState::write`]).
     /// How long a batch of requests' writes waits for others to join it when writes
     /// arrive side by side (a write began while another was in flight within the last
     /// 100 ms): group commit's delay. A lone writer, or writes one after another, never
@@ -545,6 +541,8 @@ impl AppState {
         self.delayed_batches.load(Ordering::Relaxed)
     }
 
+    /// How many batches of requests' writes committed, and how many writes they held
+    /// (each batch is one transaction: see [`AppState::write`]).
     pub fn write_batches(&self) -> (u64, u64) {
         (
             self.batches_committed.load(Ordering::Relaxed),
