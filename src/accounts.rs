@@ -115,11 +115,11 @@ pub enum CallerError {
 }
 
 fn organization_scopes(conn: &mut DbConnection, org_id: &str) -> QueryResult<Vec<String>> {
-    schema::organization_scopes::table
+    crate::with_backend!(conn, |c| schema::organization_scopes::table
         .filter(schema::organization_scopes::organization_id.eq(org_id))
         .select(schema::organization_scopes::scope)
         .order(schema::organization_scopes::scope)
-        .load(conn)
+        .load(c))
 }
 
 /// Reads the caller of a verified token: the token must have been issued here and not
@@ -129,31 +129,34 @@ pub fn load_caller(
     account_id: &str,
     jti: &str,
 ) -> Result<Caller, CallerError> {
-    let token: Option<TokenRow> = schema::tokens::table
+    // On the concrete connection (see `with_backend!`): every authenticated request runs
+    // these.
+    let token: Option<TokenRow> = crate::with_backend!(conn, |c| schema::tokens::table
         .find(jti)
         .select(TokenRow::as_select())
-        .first(conn)
-        .optional()?;
+        .first(c)
+        .optional())?;
     match token {
         Some(t) if t.revoked_at.is_none() && t.account_id == account_id => {}
         _ => return Err(CallerError::Revoked),
     }
-    let account: AccountRow = schema::accounts::table
+    let account: AccountRow = crate::with_backend!(conn, |c| schema::accounts::table
         .find(account_id)
         .select(AccountRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(CallerError::UnknownAccount)?;
+        .first(c)
+        .optional())?
+    .ok_or(CallerError::UnknownAccount)?;
     if account.enabled == 0 {
         return Err(CallerError::Disabled);
     }
     let role = Role::parse(&account.role).ok_or(CallerError::UnknownAccount)?;
     let (organization, scopes) = match &account.organization_id {
         Some(org_id) => {
-            let org: OrganizationRow = schema::organizations::table
-                .find(org_id)
-                .select(OrganizationRow::as_select())
-                .first(conn)?;
+            let org: OrganizationRow =
+                crate::with_backend!(conn, |c| schema::organizations::table
+                    .find(org_id)
+                    .select(OrganizationRow::as_select())
+                    .first(c))?;
             let scopes = organization_scopes(conn, org_id)?
                 .iter()
                 .filter_map(|s| Scope::parse(s).ok())

@@ -154,15 +154,15 @@ fn check_territory(atlas: &Atlas, t: &Territory, errors: &mut Vec<FieldError>) {
 }
 
 fn organization(conn: &mut DbConnection, id: &str) -> Result<OrganizationRow, StoreError> {
-    schema::organizations::table
+    crate::with_backend!(conn, |c| schema::organizations::table
         .find(id)
         .select(OrganizationRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "organization",
-            id: id.to_owned(),
-        })
+        .first(c)
+        .optional())?
+    .ok_or_else(|| StoreError::NotFound {
+        what: "organization",
+        id: id.to_owned(),
+    })
 }
 
 /// The channel on which PostgreSQL tells every instance that the changes log grew.
@@ -303,14 +303,16 @@ pub(crate) fn append_change(
     announce_changes(conn)?;
     let payload = serde_json::to_string(payload)
         .map_err(|e| StoreError::Conflict(format!("cannot record the change: {e}")))?;
-    diesel::insert_into(schema::changes::table)
-        .values(NewChange {
-            at: to_db(at),
-            kind,
-            entity_id,
-            payload: &payload,
-        })
-        .execute(conn)?;
+    let change = NewChange {
+        at: to_db(at),
+        kind,
+        entity_id,
+        payload: &payload,
+    };
+    // The write path's statements run on the concrete connection: see `with_backend!`.
+    crate::with_backend!(conn, |c| diesel::insert_into(schema::changes::table)
+        .values(&change)
+        .execute(c))?;
     Ok(())
 }
 
@@ -340,19 +342,20 @@ pub(crate) fn audit(
     entity_id: &str,
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(schema::audit_events::table)
-        .values(AuditEventRow {
-            id: new_id(),
-            at: to_db(at),
-            organization_id: actor.and_then(|a| a.organization_id.clone()),
-            account_id: actor.and_then(|a| a.account_id.clone()),
-            action: action.to_owned(),
-            entity_kind: entity_kind.to_owned(),
-            entity_id: entity_id.to_owned(),
-            reason: reason.map(str::to_owned),
-            details: None,
-        })
-        .execute(conn)?;
+    let event = AuditEventRow {
+        id: new_id(),
+        at: to_db(at),
+        organization_id: actor.and_then(|a| a.organization_id.clone()),
+        account_id: actor.and_then(|a| a.account_id.clone()),
+        action: action.to_owned(),
+        entity_kind: entity_kind.to_owned(),
+        entity_id: entity_id.to_owned(),
+        reason: reason.map(str::to_owned),
+        details: None,
+    };
+    crate::with_backend!(conn, |c| diesel::insert_into(schema::audit_events::table)
+        .values(&event)
+        .execute(c))?;
     Ok(())
 }
 
@@ -458,14 +461,14 @@ fn retire_relayed(
     display: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let relayed: Vec<NumberRow> = schema::numbers::table
+    let relayed: Vec<NumberRow> = crate::with_backend!(conn, |c| schema::numbers::table
         .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
         .filter(schema::numbers::provenance_kind.eq("relayed"))
         .filter(schema::numbers::service_code.eq(new.service.as_str()))
         .filter(schema::numbers::territory_kind.eq(new.territory.kind().as_str()))
         .filter(schema::numbers::territory_code.eq(new.territory.code()))
         .select(NumberRow::as_select())
-        .load(conn)?;
+        .load(c))?;
     let reason =
         format!("Numéro officiel publié par {org_name} ({display}) : le numéro relayé est retiré.");
     for row in relayed {
@@ -509,7 +512,7 @@ pub fn publish_number(
             }
         }
         let e164 = new.phone.e164();
-        let duplicate: i64 = schema::numbers::table
+        let duplicate: i64 = crate::with_backend!(conn, |c| schema::numbers::table
             .filter(schema::numbers::status.eq(NumberStatus::Published.as_str()))
             .filter(schema::numbers::service_code.eq(new.service.as_str()))
             .filter(schema::numbers::territory_kind.eq(new.territory.kind().as_str()))
@@ -521,7 +524,7 @@ pub fn publish_number(
                     .or(schema::numbers::valid_until.gt(to_db(now))),
             )
             .count()
-            .get_result(conn)?;
+            .get_result(c))?;
         if duplicate > 0 {
             return Err(StoreError::Conflict(format!(
                 "{} is already in force for service {} in {}",
@@ -531,9 +534,9 @@ pub fn publish_number(
             )));
         }
         let row = official_row(&new, &org.id, valid_from, now);
-        diesel::insert_into(schema::numbers::table)
+        crate::with_backend!(conn, |c| diesel::insert_into(schema::numbers::table)
             .values(&row)
-            .execute(conn)?;
+            .execute(c))?;
         let orgs = HashMap::from([(org.id.clone(), org.name.clone())]);
         let number = number_view(&row, atlas, &orgs)
             .ok_or_else(|| StoreError::invalid("phone", "cannot be read back"))?;
@@ -627,7 +630,7 @@ pub(crate) fn retire_row_as(
     now: DateTime<Utc>,
 ) -> Result<Number, StoreError> {
     use schema::numbers::dsl as n;
-    let updated = diesel::update(
+    let updated = crate::with_backend!(conn, |c| diesel::update(
         n::numbers
             .filter(n::id.eq(&row.id))
             .filter(n::version.eq(row.version)),
@@ -639,7 +642,7 @@ pub(crate) fn retire_row_as(
         n::updated_at.eq(to_db(now)),
         n::version.eq(row.version + 1),
     ))
-    .execute(conn)?;
+    .execute(c))?;
     if updated != 1 {
         return Err(StoreError::Conflict(format!(
             "number {} changed meanwhile",
@@ -804,15 +807,15 @@ pub fn resolve_outage(
 }
 
 pub(crate) fn load_number_row(conn: &mut DbConnection, id: &str) -> Result<NumberRow, StoreError> {
-    schema::numbers::table
+    crate::with_backend!(conn, |c| schema::numbers::table
         .find(id)
         .select(NumberRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "number",
-            id: id.to_owned(),
-        })
+        .first(c)
+        .optional())?
+    .ok_or_else(|| StoreError::NotFound {
+        what: "number",
+        id: id.to_owned(),
+    })
 }
 
 fn load_outage(conn: &mut DbConnection, id: &str) -> Result<(OutageRow, Vec<String>), StoreError> {
@@ -861,11 +864,11 @@ fn organization_names_of(
         if names.contains_key(id) {
             continue;
         }
-        let name: Option<String> = schema::organizations::table
+        let name: Option<String> = crate::with_backend!(conn, |c| schema::organizations::table
             .find(id)
             .select(schema::organizations::name)
-            .first(conn)
-            .optional()?;
+            .first(c)
+            .optional())?;
         if let Some(name) = name {
             names.insert(id.to_owned(), name);
         }
@@ -1390,12 +1393,12 @@ const IMPORT_BATCH: usize = 500;
 
 /// Changes after `seq` (exclusive), oldest first, at most `limit`.
 pub fn changes_after(conn: &mut DbConnection, seq: i64, limit: i64) -> QueryResult<Vec<ChangeRow>> {
-    schema::changes::table
+    crate::with_backend!(conn, |c| schema::changes::table
         .filter(schema::changes::seq.gt(seq))
         .order(schema::changes::seq)
         .limit(limit)
         .select(ChangeRow::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// Changes before `seq` (exclusive), newest first, at most `limit`.
