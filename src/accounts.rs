@@ -129,42 +129,47 @@ pub fn load_caller(
     account_id: &str,
     jti: &str,
 ) -> Result<Caller, CallerError> {
-    // On the concrete connection (see `with_backend!`): every authenticated request runs
-    // these.
-    let token: Option<TokenRow> = crate::with_backend!(conn, |c| schema::tokens::table
-        .find(jti)
-        .select(TokenRow::as_select())
-        .first(c)
-        .optional())?;
-    match token {
-        Some(t) if t.revoked_at.is_none() && t.account_id == account_id => {}
+    // One statement for the token, its account and the account's organization, then one
+    // for the scopes: every authenticated request runs them (on the concrete connection,
+    // see `with_backend!`). A token's account exists (foreign key), so the inner join
+    // loses nothing.
+    use schema::{accounts, organizations, tokens};
+    let found: Option<(TokenRow, AccountRow, Option<String>)> =
+        crate::with_backend!(conn, |c| tokens::table
+            .inner_join(accounts::table.on(accounts::id.eq(tokens::account_id)))
+            .left_join(
+                organizations::table.on(accounts::organization_id.eq(organizations::id.nullable())),
+            )
+            .filter(tokens::jti.eq(jti))
+            .select((
+                TokenRow::as_select(),
+                AccountRow::as_select(),
+                organizations::name.nullable(),
+            ))
+            .first(c)
+            .optional())?;
+    let (account, organization_name) = match found {
+        Some((t, account, name)) if t.revoked_at.is_none() && t.account_id == account_id => {
+            (account, name)
+        }
         _ => return Err(CallerError::Revoked),
-    }
-    let account: AccountRow = crate::with_backend!(conn, |c| schema::accounts::table
-        .find(account_id)
-        .select(AccountRow::as_select())
-        .first(c)
-        .optional())?
-    .ok_or(CallerError::UnknownAccount)?;
+    };
     if account.enabled == 0 {
         return Err(CallerError::Disabled);
     }
     let role = Role::parse(&account.role).ok_or(CallerError::UnknownAccount)?;
     let (organization, scopes) = match &account.organization_id {
         Some(org_id) => {
-            let org: OrganizationRow =
-                crate::with_backend!(conn, |c| schema::organizations::table
-                    .find(org_id)
-                    .select(OrganizationRow::as_select())
-                    .first(c))?;
+            // The foreign key keeps it; a row missing anyway is a storage fault.
+            let name = organization_name.ok_or(CallerError::Db(diesel::result::Error::NotFound))?;
             let scopes = organization_scopes(conn, org_id)?
                 .iter()
                 .filter_map(|s| Scope::parse(s).ok())
                 .collect();
             (
                 Some(OrganizationRef {
-                    id: org.id,
-                    name: org.name,
+                    id: org_id.clone(),
+                    name,
                 }),
                 scopes,
             )

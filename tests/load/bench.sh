@@ -2,7 +2,8 @@
 # The load benchmark of Relai: see tests/load/README.md.
 #
 #   tests/load/bench.sh [--quick] [--sizes 1000,10000,100000] [--duration 20s]
-#                       [--connections 64] [--write-rate 200] [--pg-url URL | --no-postgres]
+#                       [--connections 64] [--write-rate 200] [--slices 4]
+#                       [--pg-url URL | --no-postgres]
 #                       [--out FILE] [--keep]
 #
 # Starts a release `relai serve` (SQLite) seeded with all of France and a generated
@@ -22,6 +23,7 @@ DURATION=${BENCH_DURATION:-20s}
 WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WRITE_RATE=${BENCH_WRITE_RATE:-200}
+SLICES=${BENCH_SLICES:-4}
 WRITE_SIZE=${BENCH_WRITE_SIZE:-}
 PUBLISH_CONCURRENCY=${BENCH_PUBLISH_CONCURRENCY:-32}
 PUBLISH_DURATION=${BENCH_PUBLISH_DURATION:-10s}
@@ -46,6 +48,8 @@ usage: tests/load/bench.sh [options]
   --warmup D                a wrk run before each measured one      [$WARMUP]
   --connections C           wrk connections                         [$CONNECTIONS]
   --write-rate R            writes per second during the read run   [$WRITE_RATE]
+  --slices K                reads under writes against reads alone in K alternating
+                            pairs of slices, --duration in all each [$SLICES]
   --write-size N            numbers in force for publish throughput [largest size]
   --publish-concurrency C   clients of the publish-throughput run   [$PUBLISH_CONCURRENCY]
   --publish-duration D      length of each publish-throughput run   [$PUBLISH_DURATION]
@@ -77,6 +81,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP=$2; shift ;;
     --connections) CONNECTIONS=$2; shift ;;
     --write-rate) WRITE_RATE=$2; shift ;;
+    --slices) SLICES=$2; shift ;;
     --write-size) WRITE_SIZE=$2; shift ;;
     --publish-concurrency) PUBLISH_CONCURRENCY=$2; shift ;;
     --publish-duration) PUBLISH_DURATION=$2; shift ;;
@@ -108,6 +113,7 @@ seconds() {
 DURATION_S=$(seconds "$DURATION")
 WARMUP_S=$(seconds "$WARMUP")
 PUBLISH_DURATION_S=$(seconds "$PUBLISH_DURATION")
+[[ $SLICES =~ ^[1-9][0-9]*$ ]] || die "--slices: give a positive number"
 IFS=, read -r -a SIZE_LIST <<<"$SIZES"
 [ "${#SIZE_LIST[@]}" -gt 0 ] || die "--sizes is empty"
 for n in "${SIZE_LIST[@]}"; do
@@ -305,20 +311,21 @@ wait_ready() {
 relai() { "$RELAI_BIN" "$@"; }
 loadgen() { "${PIN_CLIENT[@]}" "$LOADGEN_BIN" "$@"; }
 
-# run_wrk URL LABEL SERVER_PID: a warm-up, then the measured run; prints the WRK_RESULT
-# line with, appended, how busy the server and client cores were and how much of the
-# server core the server process itself used (the rest went to other processes).
+# run_wrk URL LABEL SERVER_PID [SECONDS [WARMUP_SECONDS]]: a warm-up, then the measured
+# run (by default --duration and --warmup); prints the WRK_RESULT line with, appended, how
+# busy the server and client cores were and how much of the server core the server
+# process itself used (the rest went to other processes).
 run_wrk() {
-    local url=$1 label=$2 pid=$3 out line s1 s2 c1 c2 p1 p2
-    if [ "$WARMUP_S" -gt 0 ]; then
-        "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_S}s" --timeout 5s \
+    local url=$1 label=$2 pid=$3 seconds=${4:-$DURATION_S} warmup=${5:-$WARMUP_S} out line s1 s2 c1 c2 p1 p2
+    if [ "$warmup" -gt 0 ]; then
+        "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${warmup}s" --timeout 5s \
             -s "$SCRIPT_DIR/lookup.lua" "$url" -- "$POSTCODES" >/dev/null
     fi
     out=$TMP/wrk-$label.txt
     p1=$(proc_ticks "$pid")
     s1=$(core_ticks "$SERVER_CORE")
     c1=$(core_ticks "$CLIENT_CORE")
-    "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 5s \
+    "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${seconds}s" --timeout 5s \
         -s "$SCRIPT_DIR/lookup.lua" "$url" -- "$POSTCODES" >"$out"
     s2=$(core_ticks "$SERVER_CORE")
     c2=$(core_ticks "$CLIENT_CORE")
@@ -335,6 +342,50 @@ wrk_summary() {
         "$(calc "$(kv "$l" p999_us) / 1000" 2)" "$(kv "$l" non2xx)" \
         "$(($(kv "$l" connect_errors) + $(kv "$l" read_errors) + $(kv "$l" write_errors) + $(kv "$l" timeouts)))" \
         "$(kv "$l" server_core_busy)" "$(kv "$l" server_core_tasks)" "$(kv "$l" server_process)" "$(kv "$l" client_core_busy)"
+}
+
+# merge_wrk LINE...: one WRK_RESULT for several slices of a run: requests, durations,
+# errors and bytes added up (so rps is over the whole), latency percentiles the worst
+# slice's, core shares averaged.
+merge_wrk() {
+    printf '%s\n' "$@" | awk '
+        { n++
+          for (i = 2; i <= NF; i++) {
+              split($i, kv, "=")
+              if (kv[1] ~ /^(requests|duration_s|non2xx|connect_errors|read_errors|write_errors|timeouts|bytes)$/) sum[kv[1]] += kv[2]
+              else if (kv[1] ~ /_us$/) { if (!(kv[1] in top) || kv[2] + 0 > top[kv[1]] + 0) top[kv[1]] = kv[2] }
+              else if (kv[1] != "rps") mean[kv[1]] += kv[2]
+          } }
+        END {
+            rps = (sum["duration_s"] > 0) ? sum["requests"] / sum["duration_s"] : 0
+            printf "WRK_RESULT slices=%d rps=%.1f", n, rps
+            for (k in sum) printf " %s=%s", k, sum[k]
+            for (k in top) printf " %s=%s", k, top[k]
+            for (k in mean) printf " %s=%.0f", k, mean[k] / n
+            print ""
+        }'
+}
+
+# merge_writes LINE...: one WRITES_RESULT for several slices: counts added up, the rate
+# averaged, latencies the worst slice's.
+merge_writes() {
+    printf '%s\n' "$@" | awk '
+        { n++
+          for (i = 2; i <= NF; i++) {
+              split($i, kv, "=")
+              if (kv[1] ~ /^(duration_s|offered|skipped|publishes|retires|errors|vis_n|not_visible|vis_first_poll)$/) sum[kv[1]] += kv[2]
+              else if (kv[1] ~ /_ms$/) { if (!(kv[1] in top) || kv[2] + 0 > top[kv[1]] + 0) top[kv[1]] = kv[2] }
+              else if (kv[1] == "errors_by_kind") { if (kv[2] != "none") kinds = kinds (kinds == "" ? "" : ",") kv[2] }
+              else if (kv[1] == "target_rate") rate = kv[2]
+              else mean[kv[1]] += kv[2]
+          } }
+        END {
+            printf "WRITES_RESULT slices=%d target_rate=%s errors_by_kind=%s", n, rate, kinds == "" ? "none" : kinds
+            for (k in sum) printf " %s=%s", k, sum[k]
+            for (k in top) printf " %s=%s", k, top[k]
+            for (k in mean) printf " %s=%.2f", k, mean[k] / n
+            print ""
+        }'
 }
 
 # How busy each core is over 2 s before a run: the machine should be idle.
@@ -424,7 +475,7 @@ stop_nginx() {
 
 # ---------------------------------------------------------------- the runs
 
-declare -A R_LINE N_LINE W_LINE WR_LINE RSS_SETUP RSS_READ RSS_PEAK SNAP
+declare -A R_LINE N_LINE A_LINE W_LINE WR_LINE RSS_SETUP RSS_READ RSS_PEAK SNAP
 STARTED=$(date +%s)
 read -r IDLE0 IDLE1 <<<"$(idle_check)"
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -461,17 +512,30 @@ for n in "${SIZE_LIST[@]}"; do
     stop_nginx
     [ "$KEEP" = 1 ] || rm -rf "$ROOT"
 
-    log "[n$n] relai under $WRITE_RATE writes/s: writes for $((DURATION_S + 2 * WARMUP_S + 2))s, wrk ${DURATION_S}s in the middle"
-    "${PIN_CLIENT[@]}" "$LOADGEN_BIN" writes --base "$BASE" --seed-data "$REPO/seed-data" --rate "$WRITE_RATE" \
-        --duration "$((DURATION_S + 2 * WARMUP_S + 2))s" >"$DIR/writes.txt" 2>"$DIR/writes.err" &
-    WRITER_PID=$!
-    sleep 1
-    W_LINE[$n]=$(run_wrk "$BASE" "relai-writes-$n" "$RELAI_PID")
-    wait "$WRITER_PID" || die "loadgen writes failed (see $DIR/writes.err)"
-    WRITER_PID=
-    WR_LINE[$n]=$(grep '^WRITES_RESULT' "$DIR/writes.txt") || die "no WRITES_RESULT (see $DIR/writes.*)"
+    # Reads under writes against reads alone, in alternating slices: the speed of this VM
+    # drifts by tens of percent from one minute to the next, and two phases a minute
+    # apart would compare two different machines as much as with and without writes.
+    slice_s=$(((DURATION_S + SLICES - 1) / SLICES))
+    log "[n$n] relai alone and under $WRITE_RATE writes/s, alternating: $SLICES x (wrk ${slice_s}s alone; writes for $((slice_s + 2))s with wrk ${slice_s}s in the middle)"
+    alone=() under=() written=()
+    for k in $(seq 1 "$SLICES"); do
+        alone+=("$(run_wrk "$BASE" "relai-alone-$n-$k" "$RELAI_PID" "$slice_s" 0)")
+        "${PIN_CLIENT[@]}" "$LOADGEN_BIN" writes --base "$BASE" --seed-data "$REPO/seed-data" --rate "$WRITE_RATE" \
+            --duration "$((slice_s + 2))s" >"$DIR/writes-$k.txt" 2>"$DIR/writes-$k.err" &
+        WRITER_PID=$!
+        sleep 1
+        under+=("$(run_wrk "$BASE" "relai-writes-$n-$k" "$RELAI_PID" "$slice_s" 0)")
+        wait "$WRITER_PID" || die "loadgen writes failed (see $DIR/writes-$k.err)"
+        WRITER_PID=
+        written+=("$(grep '^WRITES_RESULT' "$DIR/writes-$k.txt")") || die "no WRITES_RESULT (see $DIR/writes-$k.*)"
+        log "[n$n] slice $k: alone $(kv "${alone[-1]}" rps) req/s, under writes $(kv "${under[-1]}" rps) req/s, $(kv "${written[-1]}" writes_per_s) writes/s"
+    done
+    A_LINE[$n]=$(merge_wrk "${alone[@]}")
+    W_LINE[$n]=$(merge_wrk "${under[@]}")
+    WR_LINE[$n]=$(merge_writes "${written[@]}")
     RSS_PEAK[$n]=$(peak_rss_mb "$RELAI_PID")
-    log "[n$n] relai under writes: $(wrk_summary "${W_LINE[$n]}")"
+    log "[n$n] relai alone (slices): $(wrk_summary "${A_LINE[$n]}")"
+    log "[n$n] relai under writes (slices): $(wrk_summary "${W_LINE[$n]}")"
     log "[n$n] ${WR_LINE[$n]}"
     log "[n$n] peak RSS over the whole run: ${RSS_PEAK[$n]} MB"
     stop_relai
@@ -552,17 +616,17 @@ summary() {
         "\`worker_processes 1\`; wrk -t1 -c$CONNECTIONS, ${DURATION_S} s per run after a ${WARMUP_S} s warm-up;" \
         "lookups rotate over $(wc -l <"$POSTCODES") postcodes; outages in a third of the départements."
     echo
-    echo "| numbers in force | relai req/s | p50 ms | p99 ms | p99.9 ms | nginx req/s | relai / nginx | req/s under writes (change) | writes/s achieved (target $WRITE_RATE) | visible after 201, p50 / p99 / max ms | not visible in 5 s | peak RSS MB (setup / reads / reads and writes) |"
+    echo "| numbers in force | relai req/s | p50 ms | p99 ms | p99.9 ms | nginx req/s | relai / nginx | req/s alone / under writes, alternating slices (change) | writes/s achieved (target $WRITE_RATE) | visible after 201, p50 / p99 / max ms | not visible in 5 s | peak RSS MB (setup / reads / reads and writes) |"
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in "${SIZE_LIST[@]}"; do
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
         ratio=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 3)
-        drop=$(calc "100 * ($(kv "$w" rps) - $(kv "$l" rps)) / $(kv "$l" rps)" 1)
+        drop=$(calc "100 * ($(kv "$w" rps) - $(kv "${A_LINE[$n]}" rps)) / $(kv "${A_LINE[$n]}" rps)" 1)
         vis="$(kv "$wr" vis_p50_ms) / $(kv "$wr" vis_p99_ms) / $(kv "$wr" vis_max_ms)"
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s (%s%%) | %s | %s | %s | %s / %s / %s |\n' \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s / %s (%s%%) | %s | %s | %s | %s / %s / %s |\n' \
             "$n" "$(kv "$l" rps)" "$(ms "$(kv "$l" p50_us)")" "$(ms "$(kv "$l" p99_us)")" \
             "$(ms "$(kv "$l" p999_us)")" "$(kv "${N_LINE[$n]}" rps)" "$ratio" \
-            "$(kv "$w" rps)" "$drop" "$(kv "$wr" writes_per_s)" "$vis" \
+            "$(kv "${A_LINE[$n]}" rps)" "$(kv "$w" rps)" "$drop" "$(kv "$wr" writes_per_s)" "$vis" \
             "$(kv "$wr" not_visible)" "${RSS_SETUP[$n]}" "${RSS_READ[$n]}" "${RSS_PEAK[$n]}"
     done
     echo
@@ -602,12 +666,12 @@ summary() {
     for n in "${SIZE_LIST[@]}"; do
         reads+=("${R_LINE[$n]}")
         nginx+=("${N_LINE[$n]}")
-        under+=("${W_LINE[$n]}")
+        under+=("${A_LINE[$n]}" "${W_LINE[$n]}")
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
         r=$(calc "$(kv "$l" rps) / $(kv "${N_LINE[$n]}" rps)" 4)
         holds "$r < $worst_ratio" && worst_ratio=$r
         holds "$(kv "$l" p99_us) > $worst_p99" && worst_p99=$(kv "$l" p99_us)
-        r=$(calc "100 * ($(kv "$l" rps) - $(kv "$w" rps)) / $(kv "$l" rps)" 1)
+        r=$(calc "100 * ($(kv "${A_LINE[$n]}" rps) - $(kv "$w" rps)) / $(kv "${A_LINE[$n]}" rps)" 1)
         holds "$r > $worst_drop" && worst_drop=$r
         r=$(kv "$wr" vis_max_ms)
         if is_number "$r"; then holds "$r > $worst_vis" && worst_vis=$r; fi
@@ -622,7 +686,7 @@ summary() {
     echo "| p99 < 10 ms at 64 connections (every size) | highest p99 $(ms "$worst_p99") ms$p99_note | $(verdict "$worst_p99 < 10000 && $CONNECTIONS == 64" "${reads[@]}") |"
     local rate_note=""
     [ "$rate_ok" = 1 ] || rate_note="; the write rate of $WRITE_RATE/s was NOT reached (see writes/s achieved)"
-    echo "| under $WRITE_RATE writes/s read throughput drops < 20% | largest drop $worst_drop%$rate_note | $(verdict "$worst_drop < 20 && $rate_ok == 1 && $WRITE_RATE >= 200" "${reads[@]}" "${under[@]}") |"
+    echo "| under $WRITE_RATE writes/s read throughput drops < 20% (against reads alone in the slices between) | largest drop $worst_drop%$rate_note | $(verdict "$worst_drop < 20 && $rate_ok == 1 && $WRITE_RATE >= 200" "${under[@]}") |"
     echo "| a write is visible in a lookup within 50 ms of its 201 (every publish) | slowest $worst_vis ms, $not_visible not visible within 5 s | $(verdict "$worst_vis <= 50 && $not_visible == 0 && $none_visible == 0 && $rate_ok == 1" "${under[@]}") |"
     if [ "${#SIZE_LIST[@]}" -ge 2 ]; then
         local change
@@ -668,7 +732,7 @@ summary() {
         echo "WARNING: $errors failed lookups (non-2xx or socket errors) during the wrk runs; see above."
     fi
     echo
-    echo "Whole run: $(($(date +%s) - STARTED)) s. Command: \`tests/load/bench.sh --sizes $SIZES --duration ${DURATION_S}s --connections $CONNECTIONS --write-rate $WRITE_RATE\`."
+    echo "Whole run: $(($(date +%s) - STARTED)) s. Command: \`tests/load/bench.sh --sizes $SIZES --duration ${DURATION_S}s --connections $CONNECTIONS --write-rate $WRITE_RATE --slices $SLICES\`."
 }
 
 SUMMARY=$(summary)
