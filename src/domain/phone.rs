@@ -49,7 +49,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use phonenumber::metadata::DATABASE;
-use phonenumber::{Mode, Type};
+use phonenumber::Type;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -685,7 +685,10 @@ fn confirm(
 ) -> Result<(), PhoneError> {
     let parsed = phonenumber::parse(None, e164).map_err(|_| PhoneError::Unassigned)?;
     let same_code = parsed.code().value().to_string() == territory.country_code();
-    let same_e164 = parsed.format().mode(Mode::E164).to_string() == e164;
+    // What the crate's E.164 formatter writes ("+", the code, the national number with
+    // its leading zeros), without the formatter: it also searches the country's display
+    // formats with their patterns, which E.164 never uses (a sixth of a publication's check).
+    let same_e164 = format!("+{}{}", parsed.code().value(), parsed.national()) == e164;
     if !same_code || !same_e164 {
         return Err(PhoneError::Unassigned);
     }
@@ -696,7 +699,10 @@ fn confirm(
     }
     let expected = category.expected_types().contains(&kind);
     if territory == Territory::Metropole {
-        if !parsed.is_valid() || !expected {
+        // For +33, whose one region is FR, the crate's `is_valid()` is exactly
+        // `number_type(FR) != Unknown`: the kind just computed, not a second pass over
+        // every type's patterns (`metropolitan_validity_is_the_kind` checks it).
+        if kind == Type::Unknown || !expected {
             return Err(PhoneError::Unassigned);
         }
     } else {
@@ -739,6 +745,39 @@ mod tests {
 
     fn refuses(input: &str, expected: PhoneError) {
         assert_eq!(err(input), expected, "{input:?}");
+    }
+
+    /// `confirm` reads the crate's verdicts without its two costly helpers; over every
+    /// block of four leading digits of the national plan (and numbers of every overseas
+    /// code), both shortcuts must say exactly what the helpers say.
+    #[test]
+    fn metropolitan_validity_is_the_kind() {
+        use phonenumber::Mode;
+        let mut checked = 0;
+        for block in 1000..10_000u32 {
+            for tail in ["00000", "12345", "56789", "99999"] {
+                let e164 = format!("+33{block}{tail}");
+                let Ok(parsed) = phonenumber::parse(None, &e164) else {
+                    continue;
+                };
+                let kind = parsed.number_type(&DATABASE);
+                assert_eq!(parsed.is_valid(), kind != Type::Unknown, "{e164}");
+                assert_eq!(
+                    parsed.format().mode(Mode::E164).to_string(),
+                    format!("+{}{}", parsed.code().value(), parsed.national()),
+                    "{e164}"
+                );
+                checked += 1;
+            }
+        }
+        for e164 in ["+590590123456", "+262262123456", "+508412345", "+687123456"] {
+            let parsed = phonenumber::parse(None, e164).expect("parses");
+            assert_eq!(
+                parsed.format().mode(Mode::E164).to_string(),
+                format!("+{}{}", parsed.code().value(), parsed.national()),
+            );
+        }
+        assert!(checked > 30_000, "only {checked} numbers parsed");
     }
 
     // ---- accepted metropolitan ranges ----
