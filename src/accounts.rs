@@ -64,7 +64,7 @@ pub struct IssuedToken {
 
 /// The authenticated caller of a request, read from storage on every request so that a
 /// revocation, a disabled account or a scope change takes effect at once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
     pub account_id: String,
     pub role: Role,

@@ -41,6 +41,9 @@ pub struct Config {
     pub public_rate_limit: u32,
     /// Reverse proxies whose `X-Forwarded-For` names the client; none by default.
     pub trusted_proxies: crate::net::TrustedProxies,
+    /// How long the caller storage confirmed for a token serves the checks of its next
+    /// writes (see `auth::WriteCaller`; each write's transaction reads it again anyway).
+    pub caller_memory: std::time::Duration,
 }
 
 /// The default of [`Config::sync_interval`], in milliseconds.
@@ -87,6 +90,7 @@ impl Config {
             commit_delay: std::time::Duration::from_millis(DEFAULT_COMMIT_DELAY_MS),
             public_rate_limit: DEFAULT_PUBLIC_RATE_LIMIT,
             trusted_proxies: crate::net::TrustedProxies::default(),
+            caller_memory: crate::auth::DEFAULT_CALLER_MEMORY,
         }
     }
 }

@@ -211,6 +211,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             StoreError::Conflict(detail) => ApiError::Conflict(detail),
             StoreError::Forbidden(detail) => ApiError::Forbidden(detail),
+            StoreError::Unauthorized(detail) => ApiError::Unauthorized(detail),
             StoreError::Stale { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Invalid(errors) => ApiError::Unprocessable {
                 detail: summarize(&errors),

@@ -212,6 +212,7 @@ fn config(cli: &Cli, bind: &str, workers: usize) -> Config {
         commit_delay: std::time::Duration::from_millis(cli.commit_delay_ms.min(1000)),
         public_rate_limit: cli.public_rate_limit,
         trusted_proxies: cli.trusted_proxies.clone().unwrap_or_default(),
+        caller_memory: relai::auth::DEFAULT_CALLER_MEMORY,
     }
 }
 

@@ -104,10 +104,9 @@ impl Application {
         let state = AppState::load_with(pool, config.answer_cache_mb << 20)?;
         state.set_commit_delay(config.commit_delay);
         let state = web::Data::new(state);
-        let auth = web::Data::new(Auth::load(
-            &config.jwt_private_key,
-            config.jwt_previous_key.as_deref(),
-        )?);
+        let mut auth = Auth::load(&config.jwt_private_key, config.jwt_previous_key.as_deref())?;
+        auth.set_caller_memory(config.caller_memory);
+        let auth = web::Data::new(auth);
         let tips = web::Data::new(TipLimiter(RateLimiter::new(
             config.tips_per_hour,
             std::time::Duration::from_secs(3600),

@@ -30,6 +30,9 @@ pub enum StoreError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Forbidden(String),
+    /// The request's token no longer has a caller (revoked, account disabled): 401.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("the number changed meanwhile: it is at version {current}")]
     Stale { current: i32 },
     #[error(transparent)]

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::accounts::Caller;
+use crate::accounts::{self, Caller, CallerError};
 use crate::atlas::Atlas;
-use crate::auth::Authenticated;
+use crate::auth::{Auth, WriteCaller};
 use crate::db::DbConnection;
 use crate::domain::{PhoneNumber, Role, ServiceCode, Territory};
 use crate::error::{ApiError, FieldError, Problem};
@@ -208,17 +208,23 @@ fn number_answer(status: u16, n: &Number) -> Result<StoredAnswer, StoreError> {
 }
 
 /// Runs a write under the caller's `Idempotency-Key` if any, and turns its answer into a
-/// response.
+/// response. Inside the write's transaction, before anything else, the caller is read
+/// again and must be the one the handler checked (see [`WriteCaller`]).
 async fn run_write<F>(
     state: web::Data<AppState>,
     req: &HttpRequest,
-    caller: &Caller,
+    writer: &WriteCaller,
     body: &[u8],
     op: F,
 ) -> Result<HttpResponse, ApiError>
 where
     F: FnOnce(&mut DbConnection, &Atlas) -> Result<StoredAnswer, StoreError> + Send + 'static,
 {
+    let caller = &writer.caller;
+    let checked = caller.clone();
+    let (sub, jti) = writer.ids();
+    let (sub, jti) = (sub.to_owned(), jti.to_owned());
+    let auth = writer.auth().clone();
     let key = match req.headers().get("Idempotency-Key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -235,11 +241,16 @@ where
     let account = caller.account_id.clone();
     let (answer, replayed) = state
         .into_inner()
-        .write(move |conn, atlas| match key {
-            Some(key) => idempotency::run_once(conn, &account, &key, &digest, store::now(), |c| {
-                op(c, atlas)
-            }),
-            None => op(conn, atlas).map(|a| (a, false)),
+        .write(move |conn, atlas| {
+            confirm_caller(conn, &auth, &sub, &jti, &checked)?;
+            match key {
+                Some(key) => {
+                    idempotency::run_once(conn, &account, &key, &digest, store::now(), |c| {
+                        op(c, atlas)
+                    })
+                }
+                None => op(conn, atlas).map(|a| (a, false)),
+            }
         })
         .await?;
     let status = actix_web::http::StatusCode::from_u16(answer.status)
@@ -258,6 +269,40 @@ where
         response.insert_header(("Idempotency-Replayed", "true"));
     }
     Ok(response.body(answer.body))
+}
+
+/// Reads the caller of token `jti` again, inside the write's transaction: a write goes on
+/// only if it is still exactly the caller its handler checked. A revoked token or a
+/// disabled account is refused (401), a change of role, organization or scopes asks for
+/// the request again (409, read afresh then); either way nothing is written.
+fn confirm_caller(
+    conn: &mut DbConnection,
+    auth: &Auth,
+    sub: &str,
+    jti: &str,
+    checked: &Caller,
+) -> Result<(), StoreError> {
+    match accounts::load_caller(conn, sub, jti) {
+        Ok(now) if now == *checked => {
+            auth.remember(jti, sub, &now);
+            Ok(())
+        }
+        Ok(_) => {
+            auth.forget(jti);
+            Err(StoreError::Conflict(
+                "the account's role, organization or scopes changed while this request was \
+                 checked: nothing was written, send it again"
+                    .to_owned(),
+            ))
+        }
+        Err(CallerError::Db(e)) => Err(StoreError::Db(e)),
+        Err(e) => {
+            auth.forget(jti);
+            Err(StoreError::Unauthorized(
+                crate::auth::refusal(&e).to_owned(),
+            ))
+        }
+    }
 }
 
 /// A number to publish.
@@ -302,7 +347,7 @@ const PUBLISH_FIELDS: &[&str] = &[
 async fn submit_for_review(
     req: &HttpRequest,
     state: web::Data<AppState>,
-    caller: &Caller,
+    writer: &WriteCaller,
     body: &[u8],
     input: PublishRequest,
     service: ServiceCode,
@@ -340,9 +385,9 @@ async fn submit_for_review(
         source_url,
         comment: input.comment,
         valid_until: input.valid_until,
-        submitted_by: Some(caller.actor()),
+        submitted_by: Some(writer.caller.actor()),
     };
-    run_write(state, req, caller, body, move |conn, atlas| {
+    run_write(state, req, writer, body, move |conn, atlas| {
         let n = moderation::submit(conn, atlas, new, store::now())?;
         number_answer(202, &n)
     })
@@ -376,10 +421,10 @@ async fn submit_for_review(
 pub async fn publish(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: Authenticated,
+    writer: WriteCaller,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.0;
+    let caller = writer.caller.clone();
     let input: PublishRequest = parse_body(&req, &body, PUBLISH_FIELDS)?;
     let mut errors = Vec::new();
     let service = service(&input.service, "service", &mut errors);
@@ -391,7 +436,7 @@ pub async fn publish(
     check_known(state.atlas(), &[&service], &territory)?;
     if caller.role == Role::Moderator {
         return submit_for_review(
-            &req, state, &caller, &body, input, service, territory, phone,
+            &req, state, &writer, &body, input, service, territory, phone,
         )
         .await;
     }
@@ -422,7 +467,7 @@ pub async fn publish(
         demo: false,
         by_account: Some(caller.account_id.clone()),
     };
-    run_write(state, &req, &caller, &body, move |conn, atlas| {
+    run_write(state, &req, &writer, &body, move |conn, atlas| {
         let n = store::publish_number(conn, atlas, new, store::now())?;
         number_answer(201, &n)
     })
@@ -484,11 +529,11 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
 pub async fn correct(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: Authenticated,
+    writer: WriteCaller,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.0;
+    let caller = writer.caller.clone();
     let id = path.into_inner();
     let if_match = req.headers().get(header::IF_MATCH).ok_or_else(|| {
         ApiError::PreconditionRequired("send If-Match with the number's ETag".to_owned())
@@ -553,7 +598,7 @@ pub async fn correct(
                 "required for a moderator's correction",
             )]));
         }
-        return run_write(state, &req, &caller, &body, move |conn, atlas| {
+        return run_write(state, &req, &writer, &body, move |conn, atlas| {
             let n = moderation::submit_correction(
                 conn,
                 atlas,
@@ -573,7 +618,7 @@ pub async fn correct(
             "only moderators' corrections carry it",
         )]));
     }
-    run_write(state, &req, &caller, &body, move |conn, atlas| {
+    run_write(state, &req, &writer, &body, move |conn, atlas| {
         let n =
             store::correct_number(conn, atlas, &actor, &id, expected, correction, store::now())?;
         number_answer(200, &n)
@@ -613,11 +658,11 @@ pub struct ReasonRequest {
 pub async fn retire(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: Authenticated,
+    writer: WriteCaller,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.0;
+    let caller = writer.caller.clone();
     let id = path.into_inner();
     if caller.role == Role::Moderator {
         return Err(ApiError::Forbidden(
@@ -630,7 +675,7 @@ pub async fn retire(
         return Err(out_of_scope(&caller, &service, &territory));
     }
     let actor = caller.actor();
-    run_write(state, &req, &caller, &body, move |conn, atlas| {
+    run_write(state, &req, &writer, &body, move |conn, atlas| {
         let n = store::retire_number(conn, atlas, &actor, &id, &input.reason, store::now())?;
         number_answer(200, &n)
     })
@@ -701,10 +746,10 @@ pub struct OutageRequest {
 pub async fn declare(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: Authenticated,
+    writer: WriteCaller,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.0;
+    let caller = writer.caller.clone();
     if caller.role == Role::Moderator {
         return Err(ApiError::Forbidden(
             "moderators cannot declare outages".to_owned(),
@@ -748,7 +793,7 @@ pub async fn declare(
         demo: false,
         by_account: Some(caller.account_id.clone()),
     };
-    run_write(state, &req, &caller, &body, move |conn, atlas| {
+    run_write(state, &req, &writer, &body, move |conn, atlas| {
         let o = store::declare_outage(conn, atlas, new, store::now())?;
         json_answer(201, &o, Some(format!("/v1/outages/{}", o.id)), None)
     })
@@ -784,10 +829,10 @@ pub struct ResolvedOutage {
 pub async fn resolve(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: Authenticated,
+    writer: WriteCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.0;
+    let caller = writer.caller.clone();
     let id = path.into_inner();
     if caller.role == Role::Moderator {
         return Err(ApiError::Forbidden(
@@ -810,7 +855,7 @@ pub async fn resolve(
         }
     }
     let actor = caller.actor();
-    run_write(state, &req, &caller, &[], move |conn, atlas| {
+    run_write(state, &req, &writer, &[], move |conn, atlas| {
         let (outage, retired) = store::resolve_outage(conn, atlas, &actor, &id, store::now())?;
         json_answer(200, &ResolvedOutage { outage, retired }, None, None)
     })
@@ -849,10 +894,10 @@ pub struct ImportResult {
 pub async fn import_csv(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: Authenticated,
+    writer: WriteCaller,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.0;
+    let caller = writer.caller.clone();
     if caller.role == Role::Moderator {
         return Err(ApiError::Forbidden(
             "moderators cannot import numbers".to_owned(),
@@ -912,7 +957,7 @@ pub async fn import_csv(
             )
         })
         .collect();
-    run_write(state, &req, &caller, &body, move |conn, atlas| {
+    run_write(state, &req, &writer, &body, move |conn, atlas| {
         let published = store::import_numbers(conn, atlas, rows, store::now())?;
         let ids: Vec<String> = published.into_iter().map(|n| n.id).collect();
         json_answer(

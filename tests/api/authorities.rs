@@ -415,6 +415,69 @@ backend_tests!(
 );
 
 backend_tests!(
+    a_write_reads_its_caller_again_inside_its_transaction,
+    // Remembered for an hour here, so that the test never depends on the machine's speed.
+    config = |c: &mut relai::config::Config| c.caller_memory = std::time::Duration::from_secs(3600),
+    |app: TestApp| async move {
+        // A writer's checks may use the caller remembered from its last write (see
+        // `auth::WriteCaller`); the write's own transaction reads it again and writes
+        // nothing unless it is the same.
+        let (org, _, token) = app
+            .account_with("SDIS 33", "sdis", &["18:departement:33"], "authority")
+            .await;
+        let (status, _) = app
+            .post(
+                "/v1/numbers",
+                &token,
+                number("18", "departement", "33", "0556000118"),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let before = numbers_in_force(&app).await;
+        // Its scope is taken away in storage behind this process (an operator, or another
+        // instance of a cluster): nothing here is told.
+        app.write(move |conn, _| {
+            use diesel::prelude::*;
+            use relai::db::schema::organization_scopes as s;
+            diesel::delete(s::table.filter(s::organization_id.eq(&org)))
+                .execute(conn)
+                .map_err(relai::store::StoreError::Db)
+        })
+        .await
+        .expect("scopes removed");
+        // The next write passes its handler's checks on the remembered caller, and is
+        // refused inside its transaction: 409, send it again; nothing written.
+        let phone = "0556000119";
+        let (status, problem) = app
+            .post(
+                "/v1/numbers",
+                &token,
+                number("18", "departement", "33", phone),
+            )
+            .await;
+        assert_eq!(status, 409, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("send it again"),
+            "{problem}"
+        );
+        assert_eq!(numbers_in_force(&app).await, before);
+        // Sent again, it is checked against the caller as storage has it now: out of scope.
+        let (status, problem) = app
+            .post(
+                "/v1/numbers",
+                &token,
+                number("18", "departement", "33", phone),
+            )
+            .await;
+        assert_eq!(status, 403, "{problem}");
+        assert_eq!(numbers_in_force(&app).await, before);
+    }
+);
+
+backend_tests!(
     disabling_an_account_takes_effect_at_once,
     |app: TestApp| async move {
         let admin = app.admin_token().await;
