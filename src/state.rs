@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use arc_swap::ArcSwap;
 use diesel::QueryResult;
@@ -29,6 +29,12 @@ pub struct AppState {
     serialize_in_process: bool,
     /// The requests' writes waiting for the next batch (see [`AppState::write`]).
     queued_writes: Mutex<VecDeque<QueuedWrite>>,
+    /// Told when the queue holds [`FULL_ENOUGH`] writes: a batch waiting for company
+    /// need not wait longer.
+    queue_filled: Condvar,
+    /// Whether a request's blocking task is running the queued batches (the leader); the
+    /// other requests only queue their write and wait for its outcome.
+    leading: AtomicBool,
     /// Batches committed, and the requests' writes they held (for `/metrics`).
     batches_committed: AtomicU64,
     batched_writes: AtomicU64,
@@ -127,6 +133,11 @@ fn in_savepoint(
 /// commits, so a long one would delay everybody behind it.
 const MAX_BATCH: usize = 64;
 
+/// A batch waiting for company stops waiting once this many writes are queued: the
+/// commit and the snapshot update are then shared widely enough, and under a burst of
+/// concurrent clients waiting longer would only lower throughput.
+const FULL_ENOUGH: usize = 16;
+
 /// How recently two writes must have overlapped for a batch to wait for company: longer
 /// than the gaps of a steady stream of concurrent writes, short enough that a lone
 /// client's writes after a burst are not delayed for long.
@@ -199,6 +210,8 @@ impl AppState {
             write_lock: Mutex::new(()),
             serialize_in_process,
             queued_writes: Mutex::new(VecDeque::new()),
+            queue_filled: Condvar::new(),
+            leading: AtomicBool::new(false),
             batches_committed: AtomicU64::new(0),
             batched_writes: AtomicU64::new(0),
             commit_delay_us: AtomicU64::new(0),
@@ -342,9 +355,11 @@ impl AppState {
     /// Runs one write for a request: [`AppState::write_blocking`]'s guarantees (one
     /// transaction, visible in the snapshot before this returns), with group commit.
     ///
-    /// The write joins a queue; whichever request's blocking task holds the writers' lock
-    /// next runs everything queued in one transaction, each write in its own savepoint, so
-    /// that a failed write undoes only itself. One commit (one disk flush), one snapshot
+    /// The write joins a queue. If no request leads, this one's blocking task becomes the
+    /// leader and runs batches until the queue is empty; every other request only waits
+    /// to be told (no thread of its own). A batch is everything queued, in one
+    /// transaction, each write in its own savepoint, so that a failed write undoes only
+    /// itself. One commit (one disk flush), one snapshot
     /// update and one lock round pay for the whole batch, which is what lets a core keep
     /// answering lookups under a steady stream of writes. Each write's outcome is told
     /// only after its batch committed; if the commit fails, every write of the batch fails
@@ -375,17 +390,53 @@ impl AppState {
             });
             (ok, complete)
         });
-        self.queued_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(job);
-        let runner = self.clone();
-        actix_web::web::block(move || runner.run_queued_writes())
-            .await
-            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
-        // Our write ran in this batch or an earlier one, which has told us by now.
+        {
+            let mut queue = self.queued_writes.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push_back(job);
+            if queue.len() == FULL_ENOUGH {
+                self.queue_filled.notify_one();
+            }
+        }
+        // One request's blocking task at a time runs the batches (the leader); the others
+        // only wait to be told, so that a write under load costs no thread of its own.
+        if !self.leading.swap(true, Ordering::AcqRel) {
+            let runner = self.clone();
+            actix_web::web::block(move || runner.lead_batches())
+                .await
+                .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
+        }
+        // Our write ran in a batch, which has told us by now or will.
         told.await
             .map_err(|_| ApiError::Internal("the write's batch failed unexpectedly".to_owned()))?
+    }
+
+    /// Runs batches until the queue is empty, as the leader (see [`AppState::write`]).
+    fn lead_batches(&self) {
+        // Should a batch panic, the next write becomes the leader rather than wait forever.
+        struct Unwinding<'a>(&'a AtomicBool);
+        impl Drop for Unwinding<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+        }
+        let _unwinding = Unwinding(&self.leading);
+        loop {
+            self.run_queued_writes();
+            self.leading.store(false, Ordering::Release);
+            // A write queued after the last batch was taken, while this was still the
+            // leader, did not start a leader of its own: run it, unless another request
+            // has become the leader meanwhile.
+            let pending = !self
+                .queued_writes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if !pending || self.leading.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
     }
 
     /// Takes the writers' lock, then runs what is queued (if another task's batch took
@@ -395,19 +446,31 @@ impl AppState {
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.waits_for_company() {
+        let mut queue = self.queued_writes.lock().unwrap_or_else(|p| p.into_inner());
+        if self.waits_for_company(queue.len()) {
             // Writes are arriving side by side: let the ones on their way join this batch
             // (one commit, one disk flush, one snapshot update for all of them) rather
-            // than each pay for its own. A lone writer never waits (see
-            // `waits_for_company`).
-            std::thread::sleep(self.commit_delay());
+            // than each pay for its own, until the delay is over or the batch is full
+            // enough. A lone writer never waits (see `waits_for_company`).
+            let deadline = std::time::Instant::now() + self.commit_delay();
+            while queue.len() < FULL_ENOUGH {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                queue = self
+                    .queue_filled
+                    .wait_timeout(queue, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
             self.delayed_batches.fetch_add(1, Ordering::Relaxed);
         }
         let batch: Vec<QueuedWrite> = {
-            let mut queue = self.queued_writes.lock().unwrap_or_else(|p| p.into_inner());
             let n = queue.len().min(MAX_BATCH);
             queue.drain(..n).collect()
         };
+        drop(queue);
         if batch.is_empty() {
             return;
         }
@@ -466,15 +529,10 @@ impl AppState {
     /// there is something to run, room left in the batch, and writes overlapped lately
     /// (PostgreSQL's `commit_delay` waits under the same condition, with
     /// `commit_siblings`).
-    fn waits_for_company(&self) -> bool {
+    fn waits_for_company(&self, queued: usize) -> bool {
         if self.commit_delay().is_zero() {
             return false;
         }
-        let queued = self
-            .queued_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len();
         let since_overlap =
             store::now().timestamp_micros() - self.last_overlap_us.load(Ordering::Relaxed);
         (1..MAX_BATCH).contains(&queued) && since_overlap < OVERLAP_WINDOW_US
