@@ -48,8 +48,9 @@ usage: tests/load/bench.sh [options]
   --warmup D                a wrk run before each measured one      [$WARMUP]
   --connections C           wrk connections                         [$CONNECTIONS]
   --write-rate R            writes per second during the read run   [$WRITE_RATE]
-  --slices K                reads under writes against reads alone in K alternating
-                            pairs of slices, --duration in all each [$SLICES]
+  --slices K                relai against nginx, and reads under writes against reads
+                            alone, in K alternating pairs of slices, --duration in all
+                            each                                    [$SLICES]
   --write-size N            numbers in force for publish throughput [largest size]
   --publish-concurrency C   clients of the publish-throughput run   [$PUBLISH_CONCURRENCY]
   --publish-duration D      length of each publish-throughput run   [$PUBLISH_DURATION]
@@ -499,15 +500,22 @@ for n in "${SIZE_LIST[@]}"; do
         --out-dir "$ROOT/lookup" --list "$POSTCODES")
     log "[n$n] ${SNAP[$n]}"
 
-    log "[n$n] relai: wrk ${DURATION_S}s, $CONNECTIONS connections"
-    R_LINE[$n]=$(run_wrk "$BASE" "relai-$n" "$RELAI_PID")
-    RSS_READ[$n]=$(peak_rss_mb "$RELAI_PID")
-    log "[n$n] relai: $(wrk_summary "${R_LINE[$n]}"), peak RSS ${RSS_READ[$n]} MB"
-
+    # relai and nginx side by side: both running, hit in alternating slices (each after a
+    # warm-up of its own), for the same reason as the slices under writes below.
     start_nginx "$ROOT"
     log "[n$n] $(loadgen compare --a "$BASE" --b "http://127.0.0.1:$NGINX_PORT" --list "$POSTCODES")"
-    log "[n$n] nginx: wrk ${DURATION_S}s, $CONNECTIONS connections"
-    N_LINE[$n]=$(run_wrk "http://127.0.0.1:$NGINX_PORT" "nginx-$n" "$NGINX_PID")
+    slice_s=$(((DURATION_S + SLICES - 1) / SLICES))
+    log "[n$n] relai and nginx, alternating: $SLICES x (wrk ${slice_s}s relai; wrk ${slice_s}s nginx), $CONNECTIONS connections"
+    r_slices=() n_slices=()
+    for k in $(seq 1 "$SLICES"); do
+        r_slices+=("$(run_wrk "$BASE" "relai-$n-$k" "$RELAI_PID" "$slice_s")")
+        n_slices+=("$(run_wrk "http://127.0.0.1:$NGINX_PORT" "nginx-$n-$k" "$NGINX_PID" "$slice_s")")
+        log "[n$n] slice $k: relai $(kv "${r_slices[-1]}" rps) req/s, nginx $(kv "${n_slices[-1]}" rps) req/s"
+    done
+    R_LINE[$n]=$(merge_wrk "${r_slices[@]}")
+    N_LINE[$n]=$(merge_wrk "${n_slices[@]}")
+    RSS_READ[$n]=$(peak_rss_mb "$RELAI_PID")
+    log "[n$n] relai: $(wrk_summary "${R_LINE[$n]}"), peak RSS ${RSS_READ[$n]} MB"
     log "[n$n] nginx: $(wrk_summary "${N_LINE[$n]}")"
     stop_nginx
     [ "$KEEP" = 1 ] || rm -rf "$ROOT"
@@ -515,7 +523,6 @@ for n in "${SIZE_LIST[@]}"; do
     # Reads under writes against reads alone, in alternating slices: the speed of this VM
     # drifts by tens of percent from one minute to the next, and two phases a minute
     # apart would compare two different machines as much as with and without writes.
-    slice_s=$(((DURATION_S + SLICES - 1) / SLICES))
     log "[n$n] relai alone and under $WRITE_RATE writes/s, alternating: $SLICES x (wrk ${slice_s}s alone; writes for $((slice_s + 2))s with wrk ${slice_s}s in the middle)"
     alone=() under=() written=()
     for k in $(seq 1 "$SLICES"); do
@@ -613,10 +620,10 @@ summary() {
     echo "### Load benchmark, $(date -u +%Y-%m-%d) ($REVISION)"
     echo
     echo "$CORES cores ($CPU), $PINNING; relai \`serve --workers 1\` (SQLite), nginx" \
-        "\`worker_processes 1\`; wrk -t1 -c$CONNECTIONS, ${DURATION_S} s per run after a ${WARMUP_S} s warm-up;" \
+        "\`worker_processes 1\`; wrk -t1 -c$CONNECTIONS; relai and nginx side by side in $SLICES alternating pairs of slices, ${DURATION_S} s in all each (every slice after a ${WARMUP_S} s warm-up), then relai alone and under writes the same way;" \
         "lookups rotate over $(wc -l <"$POSTCODES") postcodes; outages in a third of the départements."
     echo
-    echo "| numbers in force | relai req/s | p50 ms | p99 ms | p99.9 ms | nginx req/s | relai / nginx | req/s alone / under writes, alternating slices (change) | writes/s achieved (target $WRITE_RATE) | visible after 201, p50 / p99 / max ms | not visible in 5 s | peak RSS MB (setup / reads / reads and writes) |"
+    echo "| numbers in force | relai req/s | p50 ms | p99 ms (worst slice) | p99.9 ms | nginx req/s | relai / nginx | req/s alone / under writes, alternating slices (change) | writes/s achieved (target $WRITE_RATE) | visible after 201, p50 / p99 / max ms | not visible in 5 s | peak RSS MB (setup / reads / reads and writes) |"
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in "${SIZE_LIST[@]}"; do
         l=${R_LINE[$n]} w=${W_LINE[$n]} wr=${WR_LINE[$n]}
