@@ -166,6 +166,7 @@ fi
 TMP=$(mktemp -d -t relai-bench.XXXXXX)
 export PGOPTIONS='-c client_min_messages=warning'
 RELAI_PID=
+SMALL_PID=   # the smallest size's relai, kept for the growth comparison
 NGINX_PID=
 WRITER_PID=
 PG_CREATED=0
@@ -222,6 +223,7 @@ cleanup() {
     stop_pid "$WRITER_PID"
     stop_pid "$NGINX_PID"
     stop_pid "$RELAI_PID"
+    stop_pid "$SMALL_PID"
     if [ "$PG_CREATED" = 1 ]; then
         psql "$PG_URL" -qAt -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
     fi
@@ -423,12 +425,13 @@ prepare_instance() {
     [ -n "$account" ] || die "account create failed (see $DIR/cli.log)"
     TOKEN=$(relai "${RELAI_ARGS[@]}" token issue --account "$account" --ttl 12h 2>>"$DIR/cli.log")
     [ -n "$TOKEN" ] || die "token issue failed (see $DIR/cli.log)"
-    port_free "$RELAI_PORT" || die "port $RELAI_PORT is in use (--relai-port)"
-    BASE=http://127.0.0.1:$RELAI_PORT
+    local port=${INSTANCE_PORT:-$RELAI_PORT}
+    port_free "$port" || die "port $port is in use (--relai-port)"
+    BASE=http://127.0.0.1:$port
     # The public rate limit off (one client address makes every request here) and the
     # access log silenced, as the issue asks.
     RELAI_PUBLIC_RATE_LIMIT=0 RELAI_LOG=warn "${PIN_SERVER[@]}" "$RELAI_BIN" "${RELAI_ARGS[@]}" serve \
-        --bind "127.0.0.1:$RELAI_PORT" --workers 1 >"$DIR/serve.log" 2>&1 &
+        --bind "127.0.0.1:$port" --workers 1 >"$DIR/serve.log" 2>&1 &
     RELAI_PID=$!
     wait_ready "$BASE/readyz" "$RELAI_PID" "relai serve"
     log "[$name] relai serve ready (pid $RELAI_PID, --workers 1, ${PIN_SERVER[*]:-unpinned})"
@@ -486,9 +489,11 @@ if holds "$IDLE0 > 10 || $IDLE1 > 10"; then
 fi
 log "temporary directory $TMP; $PINNING; sizes ${SIZES}; ${DURATION_S}s runs, $CONNECTIONS connections"
 
-for n in "${SIZE_LIST[@]}"; do
+for i in "${!SIZE_LIST[@]}"; do
+    n=${SIZE_LIST[$i]}
     log "=== $n numbers in force"
-    prepare_instance "n$n" "$n"
+    # A port per size: the smallest size's server stays up for the growth comparison.
+    INSTANCE_PORT=$((RELAI_PORT + 2 + i)) prepare_instance "n$n" "$n"
     # The setup (outages, then imports of up to 50,000 rows per request) has its own peak;
     # the targets are about serving, so the peak starts again from here.
     RSS_SETUP[$n]=$(peak_rss_mb "$RELAI_PID")
@@ -545,8 +550,35 @@ for n in "${SIZE_LIST[@]}"; do
     log "[n$n] relai under writes (slices): $(wrk_summary "${W_LINE[$n]}")"
     log "[n$n] ${WR_LINE[$n]}"
     log "[n$n] peak RSS over the whole run: ${RSS_PEAK[$n]} MB"
-    stop_relai
+    if [ "$i" = 0 ] && [ "${#SIZE_LIST[@]}" -ge 2 ]; then
+        SMALL_PID=$RELAI_PID SMALL_BASE=$BASE SMALL_POSTCODES=$POSTCODES
+        RELAI_PID=
+    elif [ "$i" != $((${#SIZE_LIST[@]} - 1)) ]; then
+        stop_relai
+    fi
 done
+
+# Growth: the smallest and the largest directory side by side, in alternating slices
+# (the per-size runs above are minutes apart, and the VM's speed drifts between them).
+declare -A G_LINE
+if [ -n "$SMALL_PID" ]; then
+    n_small=${SIZE_LIST[0]} n_large=${SIZE_LIST[${#SIZE_LIST[@]}-1]}
+    slice_s=$(((DURATION_S + SLICES - 1) / SLICES))
+    log "=== growth: $n_small against $n_large numbers, side by side: $SLICES x (wrk ${slice_s}s each)"
+    g_small=() g_large=()
+    for k in $(seq 1 "$SLICES"); do
+        POSTCODES=$SMALL_POSTCODES
+        g_small+=("$(run_wrk "$SMALL_BASE" "growth-$n_small-$k" "$SMALL_PID" "$slice_s")")
+        POSTCODES=$DIR/postcodes.txt
+        g_large+=("$(run_wrk "$BASE" "growth-$n_large-$k" "$RELAI_PID" "$slice_s")")
+        log "[growth] slice $k: $n_small numbers $(kv "${g_small[-1]}" rps) req/s, $n_large numbers $(kv "${g_large[-1]}" rps) req/s"
+    done
+    G_LINE[small]=$(merge_wrk "${g_small[@]}")
+    G_LINE[large]=$(merge_wrk "${g_large[@]}")
+    stop_pid "$SMALL_PID"
+    SMALL_PID=
+fi
+stop_relai
 
 # Publish throughput.
 declare -A P_LINE P_NOTE
@@ -695,10 +727,10 @@ summary() {
     [ "$rate_ok" = 1 ] || rate_note="; the write rate of $WRITE_RATE/s was NOT reached (see writes/s achieved)"
     echo "| under $WRITE_RATE writes/s read throughput drops < 20% (against reads alone in the slices between) | largest drop $worst_drop%$rate_note | $(verdict "$worst_drop < 20 && $rate_ok == 1 && $WRITE_RATE >= 200" "${under[@]}") |"
     echo "| a write is visible in a lookup within 50 ms of its 201 (every publish) | slowest $worst_vis ms, $not_visible not visible within 5 s | $(verdict "$worst_vis <= 50 && $not_visible == 0 && $none_visible == 0 && $rate_ok == 1" "${under[@]}") |"
-    if [ "${#SIZE_LIST[@]}" -ge 2 ]; then
+    if [ -n "${G_LINE[small]:-}" ]; then
         local change
-        change=$(calc "100 * ($(kv "${R_LINE[$LARGEST]}" rps) - $(kv "${R_LINE[$SMALLEST]}" rps)) / $(kv "${R_LINE[$SMALLEST]}" rps)" 1)
-        echo "| from $SMALLEST to $LARGEST numbers lookup throughput falls < 10% | change $change% ($(kv "${R_LINE[$SMALLEST]}" rps) to $(kv "${R_LINE[$LARGEST]}" rps) req/s) | $(verdict "$change > -10" "${R_LINE[$SMALLEST]}" "${R_LINE[$LARGEST]}") |"
+        change=$(calc "100 * ($(kv "${G_LINE[large]}" rps) - $(kv "${G_LINE[small]}" rps)) / $(kv "${G_LINE[small]}" rps)" 1)
+        echo "| from $SMALLEST to $LARGEST numbers lookup throughput falls < 10% (both servers side by side, alternating slices) | change $change% ($(kv "${G_LINE[small]}" rps) to $(kv "${G_LINE[large]}" rps) req/s) | $(verdict "$change > -10" "${G_LINE[small]}" "${G_LINE[large]}") |"
     else
         echo "| from 1,000 to 100,000 numbers lookup throughput falls < 10% | one size only ($SMALLEST) | NOT MEASURED |"
     fi
