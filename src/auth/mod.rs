@@ -255,6 +255,14 @@ impl Auth {
     /// Storage just confirmed this caller for token `jti` of account `sub`.
     pub fn remember(&self, jti: &str, sub: &str, caller: &Caller) {
         let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = callers
+            .get_mut(jti)
+            .filter(|r| r.account_id == sub && r.caller == *caller)
+        {
+            // The usual case, once per write: the same caller again, no copy.
+            known.confirmed = Instant::now();
+            return;
+        }
         if callers.len() >= REMEMBERED_CALLERS && !callers.contains_key(jti) {
             // Bounded: tokens come and go; start over rather than track age.
             callers.clear();
