@@ -47,6 +47,9 @@ fn main() -> anyhow::Result<()> {
     }
     let per = t.elapsed().as_secs_f64() * 1e9 / (rounds * postcodes.len()) as f64;
     println!("assembly: {per:.0} ns per answer ({rounds} rounds)");
+    // Beyond the budget answers are rendered per request: this says the rounds above did not.
+    let kept = dir.postcode_index().budget().used() >> 20;
+    println!("rendered answers kept: {kept} MB (the answer cache budget)");
     // The floor: the same bytes copied from one buffer per answer (what a cache of
     // whole answers would cost to copy, at ten times the memory).
     {
