@@ -69,9 +69,14 @@ pub fn cached_with_header(
     } else {
         HttpResponse::Ok()
     };
+    // Static header values: a `&str` would be checked and copied into a new buffer on
+    // every answer (this is the lookups' hot path).
     response
         .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(PUBLIC_CACHE_CONTROL),
+        ))
         .insert_header((
             header::VARY,
             HeaderValue::from_static("Accept, Accept-Encoding"),
@@ -79,7 +84,9 @@ pub fn cached_with_header(
     if fresh {
         response.finish()
     } else {
-        response.content_type(content_type).body(body)
+        response
+            .content_type(HeaderValue::from_static(content_type))
+            .body(body)
     }
 }
 
