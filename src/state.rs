@@ -412,18 +412,18 @@ impl AppState {
 
     /// Runs batches until the queue is empty, as the leader (see [`AppState::write`]).
     fn lead_batches(&self) {
-        // Should a batch panic, the next write becomes the leader rather than wait forever.
-        struct Unwinding<'a>(&'a AtomicBool);
-        impl Drop for Unwinding<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.store(false, Ordering::Release);
-                }
-            }
-        }
-        let _unwinding = Unwinding(&self.leading);
         loop {
-            self.run_queued_writes();
+            // A panic in a batch (a bug) fails that batch's writes, whose requests are told
+            // so as their outcome is dropped, and nothing else: the leader goes on with the
+            // writes queued behind it, which would otherwise wait for the next write to
+            // come and lead. Nothing of the batch was committed unless the panic came
+            // after its commit, and then the next catch-up brings the snapshot level; the
+            // pool discards a connection dropped while panicking, open transaction and all.
+            let batch =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_queued_writes()));
+            if batch.is_err() {
+                tracing::error!("a write batch panicked; its writes failed, the queue goes on");
+            }
             self.leading.store(false, Ordering::Release);
             // A write queued after the last batch was taken, while this was still the
             // leader, did not start a leader of its own: run it, unless another request
@@ -487,12 +487,13 @@ impl AppState {
         let mut completions = Vec::with_capacity(batch.len());
         let size = batch.len() as u64;
         let alone = size == 1;
+        let mut unrun = batch.into_iter();
         let committed = store::write_transaction(&mut conn, |conn| {
             if !alone {
                 // The writers' lock (PostgreSQL) once for the batch, not once per write.
                 store::announce_for_transaction(conn)?;
             }
-            for job in batch {
+            for job in unrun.by_ref() {
                 if alone {
                     // Alone, its failure rolls the whole transaction back: no savepoint.
                     let (ok, complete) =
@@ -522,6 +523,14 @@ impl AppState {
         };
         for complete in completions {
             complete(failed.as_ref());
+        }
+        // Writes the transaction never reached (it could not begin, or broke before them)
+        // hear why, as the others do, rather than that their batch vanished (a 500).
+        if let Some(failed) = &failed {
+            for job in unrun {
+                let (_, complete) = job(Attempt::Refuse(failed));
+                complete(None);
+            }
         }
     }
 

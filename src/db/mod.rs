@@ -199,8 +199,12 @@ impl ManageConnection for Manager {
         }
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection given back while its thread panics, or with a transaction still open
+    /// or in error (a panic or an error that skipped the rollback), is closed rather than
+    /// handed to the next request: that one would run inside, and never commit, what
+    /// the previous one left behind. Closing it rolls the transaction back.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 

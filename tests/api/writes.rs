@@ -433,6 +433,74 @@ backend_tests!(
 );
 
 backend_tests!(
+    a_write_that_panics_fails_alone_and_the_writes_queued_behind_it_go_on,
+    |app: TestApp| async move {
+        use crate::helpers::Publish;
+        use relai::store::{self, StoreError};
+        use std::time::Duration;
+        let org = app.organization("SDIS 33", "sdis").await;
+        let state = app.state.clone().into_inner();
+        let publish = |phone: &'static str| {
+            let (state, org) = (state.clone(), org.clone());
+            tokio::spawn(state.write(move |conn, atlas| {
+                let new = Publish::new("18", "departement", "33", phone, &org);
+                store::publish_number(conn, atlas, new.into_new_number(), store::now())
+            }))
+        };
+
+        // A bug: the first write writes, holds the writers' lock a while, then panics. A
+        // second write queues meanwhile, behind the batch that is going to fail.
+        let buggy = {
+            let (state, org) = (state.clone(), org.clone());
+            tokio::spawn(state.write(move |conn, atlas| -> Result<(), StoreError> {
+                let new = Publish::new("18", "departement", "33", "0556000040", &org);
+                store::publish_number(conn, atlas, new.into_new_number(), store::now())?;
+                std::thread::sleep(Duration::from_millis(300));
+                panic!("a bug in a write");
+            }))
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued = publish("0556000041");
+
+        let failed = buggy.await.unwrap();
+        assert!(
+            matches!(&failed, Err(relai::error::ApiError::Internal(_))),
+            "{failed:?}"
+        );
+        // The queued write runs without waiting for another write to come and lead.
+        let queued = tokio::time::timeout(Duration::from_secs(10), queued)
+            .await
+            .expect("the write queued behind a panicking batch still runs")
+            .unwrap()
+            .expect("the queued write");
+        assert_eq!(queued.phone.e164, "+33556000041");
+        // And writing goes on as before.
+        publish("0556000042")
+            .await
+            .unwrap()
+            .expect("a write after the panic");
+
+        // The panicking write left nothing, in storage or in the lookup.
+        let (status, lookup) = app.get_json("/v1/lookup?insee=33063").await;
+        assert_eq!(status, 200);
+        let shown = eighteen(&lookup)["numbers"].to_string();
+        assert!(shown.contains("+33556000041"), "{shown}");
+        assert!(shown.contains("+33556000042"), "{shown}");
+        assert!(!shown.contains("+33556000040"), "{shown}");
+        let stored: i64 = {
+            let mut conn = state.pool().get().unwrap();
+            use diesel::prelude::*;
+            relai::db::schema::numbers::table
+                .filter(relai::db::schema::numbers::phone_e164.eq("+33556000040"))
+                .count()
+                .get_result(&mut *conn)
+                .unwrap()
+        };
+        assert_eq!(stored, 0, "the panicking write's row was kept");
+    }
+);
+
+backend_tests!(
     writes_that_arrive_together_commit_together_and_fail_alone,
     |app: TestApp| async move {
         use crate::helpers::Publish;
