@@ -17,28 +17,77 @@ pub enum CodeError {
     Service,
 }
 
+/// The most characters a code has: `116117`, a service; the others have five at most.
+const MAX_CODE: usize = 6;
+
+/// A code of at most [`MAX_CODE`] ASCII characters, kept inline. A number of the snapshot
+/// holds its territory's code, and so does every key of the maps by territory: as a
+/// `String` each was an allocation of its own (a hundred thousand numbers, 3-5 MB).
 macro_rules! string_code {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        pub struct $name {
+            len: u8,
+            bytes: [u8; MAX_CODE],
+        }
 
         impl $name {
             /// The code as written in the reference data.
             pub fn as_str(&self) -> &str {
-                &self.0
+                // Checked ASCII when made (`inline`): never falls back.
+                std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+            }
+
+            /// `code`, already checked by the caller's `parse`; `None` if it is not ASCII or
+            /// longer than [`MAX_CODE`] (no code is).
+            fn inline(code: &str) -> Option<Self> {
+                if code.len() > MAX_CODE || !code.is_ascii() {
+                    return None;
+                }
+                let mut bytes = [0; MAX_CODE];
+                bytes[..code.len()].copy_from_slice(code.as_bytes());
+                Some(Self {
+                    len: code.len() as u8,
+                    bytes,
+                })
+            }
+        }
+
+        // Ordered, hashed and shown as the text of the code, as the `String` it once was.
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.as_str().hash(state)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.as_str()).finish()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
@@ -80,7 +129,7 @@ impl Postcode {
     pub fn parse(s: &str) -> Result<Self, CodeError> {
         let s = s.trim();
         if s.len() == 5 && all_digits(s) {
-            Ok(Self(s.to_owned()))
+            Self::inline(s).ok_or(CodeError::Postcode)
         } else {
             Err(CodeError::Postcode)
         }
@@ -101,7 +150,7 @@ impl InseeCode {
             _ => all_digits(head) && head != "00",
         };
         if head_ok && all_digits(tail) {
-            Ok(Self(upper))
+            Self::inline(&upper).ok_or(CodeError::Insee)
         } else {
             Err(CodeError::Insee)
         }
@@ -110,12 +159,17 @@ impl InseeCode {
     /// The département this code belongs to by construction: the first two characters,
     /// or three for the overseas codes (97x, 98x).
     pub fn departement(&self) -> DepartementCode {
-        let prefix = if self.0.starts_with("97") || self.0.starts_with("98") {
-            &self.0[..3]
+        let len = if self.bytes.starts_with(b"97") || self.bytes.starts_with(b"98") {
+            3
         } else {
-            &self.0[..2]
+            2
         };
-        DepartementCode(prefix.to_owned())
+        let mut bytes = [0; MAX_CODE];
+        bytes[..len].copy_from_slice(&self.bytes[..len]);
+        DepartementCode {
+            len: len as u8,
+            bytes,
+        }
     }
 }
 
@@ -129,7 +183,7 @@ impl DepartementCode {
             _ => false,
         };
         if ok {
-            Ok(Self(s))
+            Self::inline(&s).ok_or(CodeError::Departement)
         } else {
             Err(CodeError::Departement)
         }
@@ -139,8 +193,8 @@ impl DepartementCode {
 impl ServiceCode {
     pub fn parse(s: &str) -> Result<Self, CodeError> {
         let s = s.trim();
-        if (2..=6).contains(&s.len()) && all_digits(s) {
-            Ok(Self(s.to_owned()))
+        if (2..=MAX_CODE).contains(&s.len()) && all_digits(s) {
+            Self::inline(s).ok_or(CodeError::Service)
         } else {
             Err(CodeError::Service)
         }
@@ -150,6 +204,48 @@ impl ServiceCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_order_hash_and_show_as_their_text() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        // Of different lengths: the order of the text, not of the length first.
+        let texts = ["971", "2A", "01", "976", "95", "2B", "988", "10"];
+        let mut codes: Vec<DepartementCode> = texts
+            .iter()
+            .map(|t| DepartementCode::parse(t).unwrap())
+            .collect();
+        codes.sort();
+        let mut sorted = texts.to_vec();
+        sorted.sort();
+        assert_eq!(
+            codes
+                .iter()
+                .map(DepartementCode::as_str)
+                .collect::<Vec<_>>(),
+            sorted
+        );
+        let hash = |h: &dyn Fn(&mut DefaultHasher)| {
+            let mut hasher = DefaultHasher::new();
+            h(&mut hasher);
+            hasher.finish()
+        };
+        let code = InseeCode::parse("2a004").unwrap();
+        assert_eq!(
+            hash(&|h| code.hash(h)),
+            hash(&|h| "2A004".hash(h)),
+            "hashed as its text"
+        );
+        assert_eq!(format!("{code:?}"), "InseeCode(\"2A004\")");
+        assert_eq!(code.to_string(), "2A004");
+        assert_eq!(code.departement().as_str(), "2A");
+        assert_eq!(
+            InseeCode::parse("97101").unwrap().departement().as_str(),
+            "971"
+        );
+        assert_eq!(ServiceCode::parse("116117").unwrap().as_str(), "116117");
+        assert_eq!(ServiceCode::parse("1161170"), Err(CodeError::Service));
+    }
 
     #[test]
     fn postcode_is_five_digits() {
