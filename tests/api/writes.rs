@@ -6,6 +6,17 @@ use serde_json::{json, Value};
 use crate::backend_tests;
 use crate::helpers::TestApp;
 
+/// How many numbers storage holds with this phone, whatever their status.
+fn stored_with_phone(state: &relai::state::AppState, e164: &str) -> i64 {
+    use diesel::prelude::*;
+    let mut conn = state.pool().get().unwrap();
+    relai::db::schema::numbers::table
+        .filter(relai::db::schema::numbers::phone_e164.eq(e164))
+        .count()
+        .get_result(&mut *conn)
+        .unwrap()
+}
+
 fn eighteen(lookup: &Value) -> Value {
     lookup["communes"][0]["services"]
         .as_array()
@@ -487,15 +498,7 @@ backend_tests!(
         assert!(shown.contains("+33556000041"), "{shown}");
         assert!(shown.contains("+33556000042"), "{shown}");
         assert!(!shown.contains("+33556000040"), "{shown}");
-        let stored: i64 = {
-            let mut conn = state.pool().get().unwrap();
-            use diesel::prelude::*;
-            relai::db::schema::numbers::table
-                .filter(relai::db::schema::numbers::phone_e164.eq("+33556000040"))
-                .count()
-                .get_result(&mut *conn)
-                .unwrap()
-        };
+        let stored = stored_with_phone(&state, "+33556000040");
         assert_eq!(stored, 0, "the panicking write's row was kept");
     }
 );
@@ -598,15 +601,7 @@ backend_tests!(
             !shown.contains(&"+33556000012".to_owned()),
             "the undone write shows: {shown:?}"
         );
-        let stored: i64 = {
-            let mut conn = state.pool().get().unwrap();
-            use diesel::prelude::*;
-            relai::db::schema::numbers::table
-                .filter(relai::db::schema::numbers::phone_e164.eq("+33556000012"))
-                .count()
-                .get_result(&mut *conn)
-                .unwrap()
-        };
+        let stored = stored_with_phone(&state, "+33556000012");
         assert_eq!(stored, 0, "the undone write is in storage");
     }
 );
